@@ -1,1 +1,17 @@
-//! placeholder
+//! The Kubernetes API surface Tugboat serves, independent of HTTP and storage: the registry of
+//! kinds, their schemas (and OpenAPI), defaults, validation, label and field selectors, and table
+//! columns.
+//!
+//! Invariant: this crate does no I/O. The API server, the agent and the controllers all build on
+//! it; it depends on none of them.
+
+pub mod defaults;
+pub mod meta;
+pub mod patch_strategies;
+pub mod registry;
+pub mod schema;
+pub mod selector;
+pub mod tables;
+pub mod validation;
+
+pub use registry::{NameRule, Registry, ResourceType, Subresources};
