@@ -9,7 +9,13 @@
 //! This crate knows nothing about particular kinds: every kind-specific fact comes in through
 //! [`PatchMeta`].
 
-use serde_json::Value;
+mod rfc6902;
+mod rfc7386;
+mod strategic;
+
+pub use rfc6902::json_patch;
+pub use rfc7386::merge_patch;
+pub use strategic::strategic_merge_patch;
 
 /// How a field is combined with the same field in a patch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
