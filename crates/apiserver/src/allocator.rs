@@ -1,0 +1,166 @@
+//! Cluster IPs and node ports for Services, allocated on create.
+//!
+//! Invariant: allocation and the create that stores it run under one lock, and the lock is held
+//! until the watch cache has seen the new Service, so two Services never get the same address.
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tugboat_api::{meta, validation::FieldError, ResourceType};
+use tugboat_store::Revision;
+
+use crate::cache::Cache;
+use crate::error::{ApiError, ApiResult, Target};
+use crate::keys;
+
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// The service network, e.g. 10.43.0.0/16.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceCidr {
+    pub base: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl ServiceCidr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (ip, prefix) = text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR like 10.43.0.0/16"))?;
+        let base: Ipv4Addr = ip.parse().map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| (8..=30).contains(p)).ok_or_else(|| format!("prefix /{prefix} must be between /8 and /30"))?;
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Self { base: Ipv4Addr::from(u32::from(base) & mask), prefix })
+    }
+
+    fn size(&self) -> u32 {
+        1u32 << (32 - self.prefix)
+    }
+
+    fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & (u32::MAX << (32 - self.prefix)) == u32::from(self.base)
+    }
+
+    /// The address of the `kubernetes` Service: the first usable one.
+    pub fn api_service_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base) + 1)
+    }
+}
+
+pub struct Allocator {
+    cidr: ServiceCidr,
+    lock: Arc<Mutex<()>>,
+}
+
+/// Held from allocation until the created Service is visible in the cache.
+pub struct Allocation(#[allow(dead_code)] OwnedMutexGuard<()>);
+
+impl Allocation {
+    pub async fn hold_until_cached(self, cache: &Cache, revision: Revision) {
+        // On timeout the cache is badly behind; later allocations then see the store's state
+        // late, which the uniqueness check on create would still catch as a duplicate.
+        let _ = cache.wait_for(revision, Duration::from_secs(5)).await;
+    }
+}
+
+impl Allocator {
+    pub fn new(cidr: ServiceCidr) -> Self {
+        Self { cidr, lock: Arc::new(Mutex::new(())) }
+    }
+
+    /// Fills in a new Service's cluster IP and node ports (checking requested ones are free).
+    pub async fn assign(&self, resource: &'static ResourceType, service: &mut Value, cache: &Cache, dry_run: bool) -> ApiResult<Option<Allocation>> {
+        if !(resource.group.is_empty() && resource.kind == "Service") {
+            return Ok(None);
+        }
+        let guard = self.lock.clone().lock_owned().await;
+        let snapshot = cache.resource(resource).snapshot(&keys::resource_prefix(resource), cache.applied());
+        let mut used_ips = HashSet::new();
+        let mut used_ports = HashSet::new();
+        for other in &snapshot.objects {
+            let other = other.value();
+            if let Ok(ip) = meta::str_at(&other, "/spec/clusterIP").parse::<Ipv4Addr>() {
+                used_ips.insert(ip);
+            }
+            for port in other.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(p) = port.get("nodePort").and_then(Value::as_u64) {
+                    used_ports.insert(p);
+                }
+            }
+        }
+        let name = meta::name(service).to_owned();
+        let invalid = |field: &str, message: String| {
+            ApiError::invalid(&Target { resource, name: &name }, &[FieldError { reason: "FieldValueInvalid", field: field.into(), message }])
+        };
+        let service_type = meta::str_at(service, "/spec/type").to_owned();
+        let requested = meta::str_at(service, "/spec/clusterIP").to_owned();
+        if service_type != "ExternalName" && requested != "None" {
+            let ip = if requested.is_empty() {
+                self.free_ip(&used_ips).ok_or_else(|| invalid("spec.clusterIP", "range is full: no free cluster IP".into()))?
+            } else {
+                let ip: Ipv4Addr = requested.parse().map_err(|_| invalid("spec.clusterIP", format!("Invalid value: {requested:?}: must be a valid IP address")))?;
+                if !self.cidr.contains(ip) {
+                    return Err(invalid("spec.clusterIP", format!("Invalid value: {requested:?}: provided IP is not in the valid range. The range of valid IPs is {}/{}", self.cidr.base, self.cidr.prefix)));
+                }
+                if used_ips.contains(&ip) {
+                    return Err(invalid("spec.clusterIP", format!("Invalid value: {requested:?}: provided IP is already allocated")));
+                }
+                ip
+            };
+            let spec = meta::object_field_mut(service, "spec");
+            spec.insert("clusterIP".into(), ip.to_string().into());
+            spec.insert("clusterIPs".into(), serde_json::json!([ip.to_string()]));
+        } else if requested == "None" {
+            meta::object_field_mut(service, "spec").insert("clusterIPs".into(), serde_json::json!(["None"]));
+        }
+        if matches!(service_type.as_str(), "NodePort" | "LoadBalancer") {
+            let mut next_port = *NODE_PORT_RANGE.start();
+            if let Some(Value::Array(ports)) = service.pointer_mut("/spec/ports") {
+                for (i, port) in ports.iter_mut().enumerate() {
+                    match port.get("nodePort").and_then(Value::as_u64) {
+                        Some(p) if used_ports.contains(&p) => {
+                            return Err(invalid(&format!("spec.ports[{i}].nodePort"), format!("Invalid value: {p}: provided port is already allocated")));
+                        }
+                        Some(p) => {
+                            used_ports.insert(p);
+                        }
+                        None => {
+                            while used_ports.contains(&u64::from(next_port)) {
+                                next_port = next_port.checked_add(1).filter(|p| NODE_PORT_RANGE.contains(p)).ok_or_else(|| invalid(&format!("spec.ports[{i}].nodePort"), "range is full: no free node port".into()))?;
+                            }
+                            used_ports.insert(u64::from(next_port));
+                            port["nodePort"] = next_port.into();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(if dry_run { None } else { Some(Allocation(guard)) })
+    }
+
+    fn free_ip(&self, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let base = u32::from(self.cidr.base);
+        // Skip the network address and the first address (reserved for the `kubernetes` Service
+        // unless asked for explicitly), and the broadcast address.
+        (2..self.cidr.size() - 1).map(|offset| Ipv4Addr::from(base + offset)).find(|ip| !used.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        let cidr = ServiceCidr::parse("10.43.7.9/16").unwrap();
+        assert_eq!(cidr.base, Ipv4Addr::new(10, 43, 0, 0));
+        assert!(cidr.contains(Ipv4Addr::new(10, 43, 200, 1)));
+        assert!(!cidr.contains(Ipv4Addr::new(10, 44, 0, 1)));
+        assert_eq!(cidr.api_service_ip(), Ipv4Addr::new(10, 43, 0, 1));
+        assert!(ServiceCidr::parse("10.43.0.0").is_err());
+        let allocator = Allocator::new(cidr);
+        let used = HashSet::from([Ipv4Addr::new(10, 43, 0, 2)]);
+        assert_eq!(allocator.free_ip(&used), Some(Ipv4Addr::new(10, 43, 0, 3)));
+    }
+}

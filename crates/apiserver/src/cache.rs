@@ -1,0 +1,363 @@
+//! The watch cache: every stored object of every kind, in memory, kept current by ONE store
+//! watch over the whole keyspace. Lists and watches are served from here, so a thousand watchers
+//! cost the store what one costs.
+//!
+//! Invariant: the cache applies store events strictly in revision order, and `applied_revision`
+//! is advanced only after the event it names is visible in the resource's state and event log.
+//! Invariant: the cache never writes to the store.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+use tugboat_api::{meta, Registry, ResourceType};
+use tugboat_store::{Event, EventKind, ListOptions, Revision, Store, StoreError};
+
+use crate::error::{ApiError, ApiResult};
+use crate::keys;
+
+/// Events kept per resource for watches that resume from a past revision.
+const EVENT_LOG_CAPACITY: usize = 10_000;
+
+/// One object as served: its JSON (with `metadata.resourceVersion` set) plus what selectors need.
+#[derive(Debug)]
+pub struct CachedObject {
+    pub key: String,
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    pub revision: Revision,
+    pub labels: Map<String, Value>,
+    /// Values of the resource's kind-specific field selectors, in declaration order.
+    fields: Box<[String]>,
+    pub json: Bytes,
+}
+
+impl CachedObject {
+    /// Builds the served form of a stored value. `revision` becomes `metadata.resourceVersion`.
+    pub fn decode(resource: &ResourceType, key: &str, value: &[u8], revision: Revision) -> Result<Self, serde_json::Error> {
+        let mut object: Value = serde_json::from_slice(value)?;
+        meta::metadata_mut(&mut object).insert("resourceVersion".into(), Value::String(revision.to_string()));
+        Ok(Self::from_value(resource, key.to_owned(), &object, revision))
+    }
+
+    /// Builds the served form of an object that already carries its resourceVersion.
+    pub fn from_value(resource: &ResourceType, key: String, object: &Value, revision: Revision) -> Self {
+        let fields = resource.field_selectors.iter().map(|path| meta::field_value(object, path)).collect();
+        Self {
+            key,
+            namespace: meta::namespace(object).into(),
+            name: meta::name(object).into(),
+            revision,
+            labels: object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default(),
+            fields,
+            json: Bytes::from(serde_json::to_vec(object).unwrap_or_default()),
+        }
+    }
+
+    /// The value of a field selector path on this object.
+    pub fn field(&self, resource: &ResourceType, path: &str) -> String {
+        match path {
+            "metadata.name" => self.name.to_string(),
+            "metadata.namespace" => self.namespace.to_string(),
+            _ => resource
+                .field_selectors
+                .iter()
+                .position(|p| *p == path)
+                .and_then(|i| self.fields.get(i).cloned())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change to one object.
+#[derive(Debug)]
+pub struct Change {
+    pub kind: ChangeKind,
+    /// The new state; for `Deleted`, the last state with the deletion's revision.
+    pub object: Arc<CachedObject>,
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+impl Change {
+    pub fn revision(&self) -> Revision {
+        self.object.revision
+    }
+
+    fn from_store_event(resource: &ResourceType, event: &Event) -> Result<Self, serde_json::Error> {
+        let object = Arc::new(CachedObject::decode(resource, &event.kv.key, &event.kv.value, event.kv.mod_revision)?);
+        let prev = match &event.prev {
+            Some(p) => Some(Arc::new(CachedObject::decode(resource, &p.key, &p.value, p.mod_revision)?)),
+            None => None,
+        };
+        let kind = match (event.kind, &prev) {
+            (EventKind::Delete, _) => ChangeKind::Deleted,
+            (EventKind::Put, None) => ChangeKind::Added,
+            (EventKind::Put, Some(_)) => ChangeKind::Modified,
+        };
+        Ok(Self { kind, object, prev })
+    }
+}
+
+struct ResourceState {
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    log: VecDeque<Arc<Change>>,
+    /// Every change after this revision is in `log`; a watch may resume from any revision >= it.
+    floor: Revision,
+}
+
+/// The cache of one resource type.
+pub struct ResourceCache {
+    pub resource: &'static ResourceType,
+    state: RwLock<ResourceState>,
+    /// Bumped (to the change's revision) whenever a change lands, to wake this resource's watchers.
+    changed: watch::Sender<Revision>,
+}
+
+/// A point-in-time view of one resource's objects.
+pub struct Snapshot {
+    pub revision: Revision,
+    pub objects: Vec<Arc<CachedObject>>,
+}
+
+/// What a watcher reads next.
+pub enum Catchup {
+    Changes(Vec<Arc<Change>>),
+    /// The watcher fell behind the event log; it must start again.
+    TooOld,
+}
+
+impl ResourceCache {
+    /// Objects under `prefix` (a resource or namespace key prefix), in key order, starting after
+    /// `start_after`, and the revision they are current at.
+    pub fn snapshot(&self, prefix: &str, applied: &AtomicI64) -> Snapshot {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let revision = applied.load(Ordering::Acquire);
+        let objects = state.objects.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, o)| o.clone()).collect();
+        Snapshot { revision, objects }
+    }
+
+    /// Changes with revision > `after`.
+    pub fn changes_after(&self, after: Revision) -> Catchup {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if after < state.floor {
+            return Catchup::TooOld;
+        }
+        let start = state.log.partition_point(|c| c.revision() <= after);
+        Catchup::Changes(state.log.range(start..).cloned().collect())
+    }
+
+    pub fn floor(&self) -> Revision {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).floor
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.changed.subscribe()
+    }
+
+    fn apply(&self, change: Change) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let revision = change.revision();
+        match change.kind {
+            ChangeKind::Deleted => state.objects.remove(&change.object.key),
+            ChangeKind::Added | ChangeKind::Modified => state.objects.insert(change.object.key.clone(), change.object.clone()),
+        };
+        state.log.push_back(Arc::new(change));
+        if state.log.len() > EVENT_LOG_CAPACITY {
+            if let Some(dropped) = state.log.pop_front() {
+                state.floor = dropped.revision();
+            }
+        }
+        drop(state);
+        self.changed.send_replace(revision);
+    }
+
+    fn forget_before(&self, compacted: Revision) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.floor = state.floor.max(compacted);
+        let keep_from = state.log.partition_point(|c| c.revision() <= compacted);
+        state.log.drain(..keep_from);
+    }
+
+    fn reset(&self, objects: BTreeMap<String, Arc<CachedObject>>, revision: Revision) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        *state = ResourceState { objects, log: VecDeque::new(), floor: revision };
+        drop(state);
+        self.changed.send_replace(revision);
+    }
+}
+
+/// The watch cache of every served resource.
+pub struct Cache {
+    store: Arc<dyn Store>,
+    resources: HashMap<String, Arc<ResourceCache>>,
+    /// The newest store revision whose change has been applied.
+    applied: AtomicI64,
+    applied_changed: watch::Sender<Revision>,
+}
+
+impl Cache {
+    /// Loads every object and starts following the store.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
+        let resources = Registry::get()
+            .types()
+            .iter()
+            .map(|t| {
+                let cache = ResourceCache {
+                    resource: t,
+                    state: RwLock::new(ResourceState { objects: BTreeMap::new(), log: VecDeque::new(), floor: 0 }),
+                    changed: watch::channel(0).0,
+                };
+                (keys::resource_prefix(t), Arc::new(cache))
+            })
+            .collect();
+        let cache = Arc::new(Self { store, resources, applied: AtomicI64::new(0), applied_changed: watch::channel(0).0 });
+        let revision = cache.load().await?;
+        tokio::spawn(cache.clone().follow(revision));
+        Ok(cache)
+    }
+
+    pub fn resource(&self, resource: &ResourceType) -> &Arc<ResourceCache> {
+        // Every registry type got an entry in `start`.
+        &self.resources[&keys::resource_prefix(resource)]
+    }
+
+    pub fn applied_revision(&self) -> Revision {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    pub fn applied(&self) -> &AtomicI64 {
+        &self.applied
+    }
+
+    /// Waits until the cache has applied `revision`, for consistent reads.
+    pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> ApiResult<()> {
+        let mut receiver = self.applied_changed.subscribe();
+        let reached = tokio::time::timeout(timeout, receiver.wait_for(|applied| *applied >= revision)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::timeout(format!(
+                "Too large resource version: {revision}, current: {}",
+                self.applied_revision()
+            ))),
+        }
+    }
+
+    /// Waits until the cache holds everything the store has acknowledged so far.
+    pub async fn sync(&self) -> ApiResult<Revision> {
+        let current = self.store.current_revision().await.map_err(ApiError::from_store)?;
+        self.wait_for(current, Duration::from_secs(3)).await?;
+        Ok(self.applied_revision())
+    }
+
+    /// Drops history the store no longer has, so watches from before it fail as they would on the store.
+    pub fn compacted(&self, revision: Revision) {
+        for cache in self.resources.values() {
+            cache.forget_before(revision);
+        }
+    }
+
+    async fn load(&self) -> Result<Revision, StoreError> {
+        let mut loaded: HashMap<&str, BTreeMap<String, Arc<CachedObject>>> = HashMap::new();
+        let first = self.store.list(keys::ROOT, ListOptions { limit: Some(5_000), ..Default::default() }).await?;
+        let revision = first.revision;
+        let mut page = first;
+        loop {
+            for kv in &page.items {
+                let Some((prefix, cache)) = self.route(&kv.key) else { continue };
+                match CachedObject::decode(cache.resource, &kv.key, &kv.value, kv.mod_revision) {
+                    Ok(object) => {
+                        loaded.entry(prefix).or_default().insert(kv.key.clone(), Arc::new(object));
+                    }
+                    Err(error) => tracing::error!(key = %kv.key, %error, "skipping undecodable stored object"),
+                }
+            }
+            let Some(last) = page.items.last().filter(|_| page.more).map(|kv| kv.key.clone()) else { break };
+            page = self
+                .store
+                .list(keys::ROOT, ListOptions { revision: Some(revision), start_after: Some(last), limit: Some(5_000) })
+                .await?;
+        }
+        for (prefix, cache) in &self.resources {
+            cache.reset(loaded.remove(prefix.as_str()).unwrap_or_default(), revision);
+        }
+        self.advance(revision);
+        Ok(revision)
+    }
+
+    fn route(&self, key: &str) -> Option<(&str, &Arc<ResourceCache>)> {
+        let prefix = keys::resource_prefix_of(key)?;
+        self.resources.get_key_value(prefix).map(|(k, v)| (k.as_str(), v))
+    }
+
+    fn advance(&self, revision: Revision) {
+        self.applied.store(revision, Ordering::Release);
+        self.applied_changed.send_replace(revision);
+    }
+
+    /// Applies store events forever; on a broken watch, reloads everything and carries on.
+    async fn follow(self: Arc<Self>, mut from: Revision) {
+        loop {
+            match self.follow_once(from).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "watch cache lost its store watch; reloading");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    match self.load().await {
+                        Ok(revision) => from = revision,
+                        Err(error) => tracing::error!(%error, "watch cache reload failed; retrying"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn follow_once(&self, from: Revision) -> Result<(), StoreError> {
+        // The whole keyspace, so that writes outside /registry/ still advance the revision that
+        // consistent reads wait for.
+        let mut events = self.store.watch("/", from).await?;
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if let Some((_, cache)) = self.route(&event.kv.key) {
+                match Change::from_store_event(cache.resource, &event) {
+                    Ok(change) => cache.apply(change),
+                    Err(error) => tracing::error!(key = %event.kv.key, %error, "skipping undecodable stored object"),
+                }
+            }
+            self.advance(event.revision());
+        }
+        Ok(())
+    }
+
+    /// A store watch for one resource from a revision older than the cache's event log.
+    pub async fn watch_store(
+        &self,
+        resource: &'static ResourceType,
+        prefix: String,
+        after: Revision,
+    ) -> ApiResult<futures::stream::BoxStream<'static, ApiResult<Arc<Change>>>> {
+        let events = self.store.watch(&prefix, after).await.map_err(ApiError::from_store)?;
+        Ok(events
+            .filter_map(move |event| async move {
+                match event {
+                    Ok(event) => Change::from_store_event(resource, &event).ok().map(|c| Ok(Arc::new(c))),
+                    Err(error) => Some(Err(ApiError::from_store(error))),
+                }
+            })
+            .boxed())
+    }
+}

@@ -1,0 +1,660 @@
+//! The write path shared by every kind: admission of a request body, create, update (with
+//! optimistic concurrency), patch, and delete (finalizers, graceful pod deletion, namespaces).
+//!
+//! Invariant: every write is one conditional store operation on the revision that was read;
+//! a lost race is retried from a fresh read or answered with 409, never silently merged.
+//! Invariant: a write to the main resource never changes `.status`; a write to `/status`
+//! changes only `.status`.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tugboat_api::{meta, schema, validation, ResourceType};
+use tugboat_store::{Revision, Store, StoreError};
+
+use crate::allocator::Allocator;
+use crate::cache::Cache;
+use crate::error::{ApiError, ApiResult, Target};
+use crate::keys;
+use crate::request::FieldValidation;
+
+/// How many times a write retries after losing a race it did not pin with a resourceVersion.
+const MAX_WRITE_ATTEMPTS: usize = 16;
+
+/// The part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Main,
+    Status,
+}
+
+/// Options of a write request.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+}
+
+/// The outcome of a delete request.
+pub enum Deleted {
+    /// The object is gone; this was its last state.
+    Gone(Value),
+    /// The object is marked for deletion and waits for finalizers or graceful termination.
+    Pending(Value),
+}
+
+/// Parameters of a delete request (`metav1.DeleteOptions`).
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_revision: Option<String>,
+    pub dry_run: bool,
+}
+
+pub struct Objects {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<Cache>,
+    allocator: Allocator,
+    /// Told the name of every namespace that starts terminating.
+    namespace_terminating: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl Objects {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<Cache>,
+        allocator: Allocator,
+        namespace_terminating: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Self {
+        Self { store, cache, allocator, namespace_terminating }
+    }
+
+    /// Reads one object from the store (a consistent read) with its resourceVersion set.
+    pub async fn get(&self, resource: &ResourceType, namespace: &str, name: &str) -> ApiResult<(Value, Revision)> {
+        let key = keys::object_key(resource, namespace, name);
+        let kv = self
+            .store
+            .get(&key, None)
+            .await
+            .map_err(ApiError::from_store)?
+            .ok_or_else(|| ApiError::not_found(&Target { resource, name }))?;
+        let mut object: Value = serde_json::from_slice(&kv.value)
+            .map_err(|e| ApiError::internal(format!("stored object {key} is not valid JSON: {e}")))?;
+        set_resource_version(&mut object, kv.mod_revision);
+        Ok((object, kv.mod_revision))
+    }
+
+    /// Checks a request body against the URL and the kind's schema, and decodes it through the
+    /// kind's typed form. Returns the normalised object and any warnings.
+    pub fn admit_body(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        url_name: Option<&str>,
+        mut object: Value,
+        field_validation: FieldValidation,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<Value> {
+        let Value::Object(fields) = &mut object else {
+            return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+        };
+        let api_version = resource.api_version();
+        match fields.get("apiVersion").and_then(Value::as_str) {
+            None => {
+                fields.insert("apiVersion".into(), api_version.clone().into());
+            }
+            Some(v) if v == api_version => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({api_version})"
+                )))
+            }
+        }
+        match fields.get("kind").and_then(Value::as_str) {
+            None => {
+                fields.insert("kind".into(), resource.kind.into());
+            }
+            Some(k) if k == resource.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({}) for this URL",
+                    resource.kind
+                )))
+            }
+        }
+        let metadata = meta::metadata_mut(&mut object);
+        if resource.namespaced {
+            let url_namespace = namespace.unwrap_or_default();
+            match metadata.get("namespace").and_then(Value::as_str) {
+                None | Some("") => {
+                    metadata.insert("namespace".into(), url_namespace.into());
+                }
+                Some(ns) if ns == url_namespace => {}
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+            }
+        } else {
+            metadata.remove("namespace");
+        }
+        if let Some(url_name) = url_name {
+            match metadata.get("name").and_then(Value::as_str) {
+                None | Some("") => {
+                    metadata.insert("name".into(), url_name.into());
+                }
+                Some(n) if n == url_name => {}
+                Some(n) => {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({url_name})"
+                    )))
+                }
+            }
+        }
+        if field_validation != FieldValidation::Ignore {
+            let unknown = schema::unknown_fields(resource, &object);
+            if !unknown.is_empty() {
+                let described: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+                if field_validation == FieldValidation::Strict {
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+                        resource.kind,
+                        resource.version,
+                        resource.kind,
+                        described.join(", ")
+                    )));
+                }
+                warnings.extend(described);
+            }
+        }
+        resource.decode(object).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version {:?} cannot be handled as a {}: {e}",
+                resource.kind, resource.version, resource.kind
+            ))
+        })
+    }
+
+    /// Creates an admitted object.
+    pub async fn create(&self, resource: &'static ResourceType, mut object: Value, options: WriteOptions) -> ApiResult<Value> {
+        let generate_name = meta::str_at(&object, "/metadata/generateName").to_owned();
+        if meta::name(&object).is_empty() && !generate_name.is_empty() {
+            meta::metadata_mut(&mut object).insert("name".into(), generated_name(&generate_name).into());
+        }
+        prepare_for_create(resource, &mut object);
+        resource.apply_defaults(&mut object);
+        self.validate(resource, &object, None)?;
+        if resource.namespaced {
+            self.require_active_namespace(meta::namespace(&object)).await?;
+        }
+        let mut allocation = self.allocator.assign(resource, &mut object, &self.cache, options.dry_run).await?;
+        if options.dry_run {
+            return Ok(object);
+        }
+        for attempt in 0.. {
+            let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
+            match self.store.create(&key, encode(&object)).await {
+                Ok(revision) => {
+                    set_resource_version(&mut object, revision);
+                    if let Some(allocation) = allocation.take() {
+                        // Later allocations must see this object's addresses in the cache.
+                        allocation.hold_until_cached(&self.cache, revision).await;
+                    }
+                    return Ok(object);
+                }
+                Err(StoreError::AlreadyExists { .. }) if !generate_name.is_empty() && attempt < 8 => {
+                    meta::metadata_mut(&mut object).insert("name".into(), generated_name(&generate_name).into());
+                }
+                Err(StoreError::AlreadyExists { .. }) => {
+                    return Err(ApiError::already_exists(&Target { resource, name: meta::name(&object) }))
+                }
+                Err(e) => return Err(ApiError::from_store(e)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Updates an object: reads it, lets `mutate` produce the desired state from the current
+    /// one, merges that according to `part`, and writes it conditioned on the revision read.
+    /// `pinned`: the caller named a resourceVersion, so a lost race is a 409, not a retry.
+    pub async fn update(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        part: Part,
+        pinned: bool,
+        options: WriteOptions,
+        mutate: impl Fn(&Value) -> ApiResult<Value>,
+    ) -> ApiResult<Value> {
+        let target = Target { resource, name };
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let (current, revision) = self.get(resource, namespace, name).await?;
+            let desired = mutate(&current)?;
+            let desired_revision = meta::str_at(&desired, "/metadata/resourceVersion");
+            if !desired_revision.is_empty() && desired_revision != revision.to_string() {
+                return Err(ApiError::stale(&target));
+            }
+            let mut next = merge_update(resource, &current, desired, part);
+            resource.apply_defaults(&mut next);
+            self.validate(resource, &next, Some(&current))?;
+            if next == current {
+                return Ok(current);
+            }
+            let key = keys::object_key(resource, namespace, name);
+            let finalized = deletion_complete(resource, &next);
+            if options.dry_run {
+                return Ok(next);
+            }
+            let written = if finalized {
+                self.store.delete(&key, Some(revision)).await.map(|kv| kv.mod_revision)
+            } else {
+                strip_resource_version(&mut next);
+                self.store.update(&key, encode(&next), revision).await
+            };
+            match written {
+                Ok(new_revision) => {
+                    set_resource_version(&mut next, new_revision);
+                    return Ok(next);
+                }
+                Err(StoreError::Conflict { .. }) if !pinned => continue,
+                Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(&target)),
+                Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
+                Err(e) => return Err(ApiError::from_store(e)),
+            }
+        }
+        Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
+    }
+
+    /// Deletes an object, or marks it for deletion when finalizers or graceful termination
+    /// must run first.
+    pub async fn delete(&self, resource: &'static ResourceType, namespace: &str, name: &str, options: &DeleteOptions) -> ApiResult<Deleted> {
+        let target = Target { resource, name };
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let (current, revision) = self.get(resource, namespace, name).await?;
+            if let Some(uid) = &options.precondition_uid {
+                if meta::str_at(&current, "/metadata/uid") != uid {
+                    return Err(ApiError::conflict(&target, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::str_at(&current, "/metadata/uid"))));
+                }
+            }
+            if let Some(rv) = &options.precondition_revision {
+                if *rv != revision.to_string() {
+                    return Err(ApiError::conflict(&target, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}")));
+                }
+            }
+            let Some(mut marked) = mark_for_deletion(resource, &current, options) else {
+                if options.dry_run {
+                    return Ok(Deleted::Gone(current));
+                }
+                let key = keys::object_key(resource, namespace, name);
+                match self.store.delete(&key, Some(revision)).await {
+                    Ok(kv) => {
+                        let mut gone = current;
+                        set_resource_version(&mut gone, kv.mod_revision);
+                        return Ok(Deleted::Gone(gone));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
+                    Err(e) => return Err(ApiError::from_store(e)),
+                }
+            };
+            if marked == current || options.dry_run {
+                return Ok(Deleted::Pending(marked));
+            }
+            strip_resource_version(&mut marked);
+            let key = keys::object_key(resource, namespace, name);
+            match self.store.update(&key, encode(&marked), revision).await {
+                Ok(new_revision) => {
+                    set_resource_version(&mut marked, new_revision);
+                    if resource.kind == "Namespace" && resource.group.is_empty() {
+                        // The receiver lives as long as the server; a send can only fail at shutdown.
+                        let _ = self.namespace_terminating.send(name.to_owned());
+                    }
+                    return Ok(Deleted::Pending(marked));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
+                Err(e) => return Err(ApiError::from_store(e)),
+            }
+        }
+        Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
+    }
+
+    fn validate(&self, resource: &ResourceType, object: &Value, old: Option<&Value>) -> ApiResult<()> {
+        let mut errors = validation::validate_object(resource, object);
+        errors.extend(resource.validate(object));
+        if let Some(old) = old {
+            for (path, field) in [("/metadata/uid", "metadata.uid"), ("/metadata/creationTimestamp", "metadata.creationTimestamp")] {
+                if old.pointer(path) != object.pointer(path) {
+                    errors.push(validation::FieldError {
+                        reason: "FieldValueInvalid",
+                        field: field.into(),
+                        message: "field is immutable".into(),
+                    });
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            let name = meta::name(object);
+            let name = if name.is_empty() { meta::str_at(object, "/metadata/generateName") } else { name };
+            Err(ApiError::invalid(&Target { resource, name }, &errors))
+        }
+    }
+
+    /// Objects may be created only in a namespace that exists and is not terminating.
+    async fn require_active_namespace(&self, namespace: &str) -> ApiResult<()> {
+        let namespaces = tugboat_api::Registry::get()
+            .lookup("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
+        let (object, _) = match self.get(namespaces, "", namespace).await {
+            Ok(found) => found,
+            Err(e) if e.reason == "NotFound" => return Err(ApiError::namespace_not_found(namespace)),
+            Err(e) => return Err(e),
+        };
+        if is_deleting(&object) {
+            return Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub fn encode(object: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(object).unwrap_or_default())
+}
+
+pub fn set_resource_version(object: &mut Value, revision: Revision) {
+    meta::metadata_mut(object).insert("resourceVersion".into(), revision.to_string().into());
+}
+
+fn strip_resource_version(object: &mut Value) {
+    meta::metadata_mut(object).remove("resourceVersion");
+}
+
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn generated_name(prefix: &str) -> String {
+    // The alphabet Kubernetes uses: no vowels (no words), no confusable characters.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random.as_bytes()[..5].iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    let prefix: String = prefix.chars().take(253 - 5).collect();
+    format!("{prefix}{suffix}")
+}
+
+fn is_deleting(object: &Value) -> bool {
+    object.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+}
+
+/// Whether a write leaves a deleting object with nothing left to wait for: no finalizers and no
+/// grace period running (a bound pod waits for its node agent to delete it with grace 0).
+fn deletion_complete(resource: &ResourceType, object: &Value) -> bool {
+    let namespace_finalizers = resource.group.is_empty()
+        && resource.kind == "Namespace"
+        && object.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    is_deleting(object)
+        && finalizers(object).is_empty()
+        && !namespace_finalizers
+        && object.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Fresh metadata and status for a new object.
+fn prepare_for_create(resource: &ResourceType, object: &mut Value) {
+    let metadata = meta::metadata_mut(object);
+    for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        metadata.remove(field);
+    }
+    metadata.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+    metadata.insert("creationTimestamp".into(), now_rfc3339().into());
+    if resource.tracks_generation() {
+        metadata.insert("generation".into(), 1.into());
+    } else {
+        metadata.remove("generation");
+    }
+    if resource.subresources.status && resource.kind != "Node" {
+        if let Value::Object(fields) = object {
+            fields.remove("status");
+        }
+    }
+    match (resource.group, resource.kind) {
+        ("", "Pod") => {
+            meta::object_field_mut(object, "status").insert("phase".into(), "Pending".into());
+            let qos = qos_class(object);
+            meta::object_field_mut(object, "status").insert("qosClass".into(), qos.into());
+        }
+        ("", "Namespace") => {
+            meta::object_field_mut(object, "status").insert("phase".into(), "Active".into());
+        }
+        ("", "PersistentVolume" | "PersistentVolumeClaim") => {
+            meta::object_field_mut(object, "status").insert("phase".into(), "Pending".into());
+        }
+        _ => {}
+    }
+}
+
+/// The pod's QoS class, from its containers' requests and limits, as Kubernetes computes it.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let resources = |c: &Value, kind: &str, name: &str| c.pointer(&format!("/resources/{kind}/{name}")).cloned();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        for name in ["cpu", "memory"] {
+            let (request, limit) = (resources(c, "requests", name), resources(c, "limits", name));
+            any |= request.is_some() || limit.is_some();
+            // A request defaults to the limit when only the limit is given.
+            guaranteed &= limit.is_some() && (request.is_none() || request == limit);
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// Combines the stored object with the desired one: fields the writer may not change are kept
+/// from `current`.
+fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: Part) -> Value {
+    let mut next = match part {
+        Part::Main => {
+            let mut next = desired;
+            if resource.subresources.status {
+                match current.get("status") {
+                    Some(status) => next["status"] = status.clone(),
+                    None => {
+                        if let Value::Object(fields) = &mut next {
+                            fields.remove("status");
+                        }
+                    }
+                }
+            }
+            next
+        }
+        Part::Status => {
+            let mut next = current.clone();
+            match desired.get("status") {
+                Some(status) => next["status"] = status.clone(),
+                None => {
+                    if let Value::Object(fields) = &mut next {
+                        fields.remove("status");
+                    }
+                }
+            }
+            next
+        }
+    };
+    let current_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let metadata = meta::metadata_mut(&mut next);
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+        match current_meta.get(field) {
+            Some(v) => metadata.insert(field.into(), v.clone()),
+            None => metadata.remove(field),
+        };
+    }
+    if let Some(rv) = current_meta.get("resourceVersion") {
+        metadata.insert("resourceVersion".into(), rv.clone());
+    }
+    if resource.tracks_generation() && spec_of(current) != spec_of(&next) {
+        let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        meta::metadata_mut(&mut next).insert("generation".into(), generation.into());
+    }
+    next
+}
+
+/// Everything but metadata and status: what `metadata.generation` counts changes of.
+fn spec_of(object: &Value) -> Map<String, Value> {
+    let mut fields = object.as_object().cloned().unwrap_or_default();
+    for f in ["metadata", "status", "apiVersion", "kind"] {
+        fields.remove(f);
+    }
+    fields
+}
+
+/// The object marked for deletion, or `None` if it can be removed right away.
+fn mark_for_deletion(resource: &ResourceType, current: &Value, options: &DeleteOptions) -> Option<Value> {
+    let mut marked = current.clone();
+    let already_deleting = is_deleting(current);
+    let mut finalizers = finalizers(current);
+    if !already_deleting {
+        let policy_finalizer = match options.propagation_policy.as_deref() {
+            Some("Foreground") => Some("foregroundDeletion"),
+            Some("Orphan") => Some("orphan"),
+            _ => None,
+        };
+        if let Some(f) = policy_finalizer {
+            if !finalizers.iter().any(|x| x == f) {
+                finalizers.push(f.to_owned());
+            }
+        }
+    }
+    let is_namespace = resource.group.is_empty() && resource.kind == "Namespace";
+    let is_pod = resource.group.is_empty() && resource.kind == "Pod";
+    let bound_pod = is_pod && !meta::str_at(current, "/spec/nodeName").is_empty();
+    let grace = options
+        .grace_period_seconds
+        .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .unwrap_or(30)
+        .max(0);
+    let namespace_finalizers = is_namespace
+        && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    // A bound pod's containers must stop first: its node agent finishes the deletion.
+    let graceful_pod = bound_pod && grace > 0;
+    if finalizers.is_empty() && !namespace_finalizers && !graceful_pod {
+        return None;
+    }
+    let metadata = meta::metadata_mut(&mut marked);
+    if !already_deleting {
+        let deadline = if graceful_pod {
+            jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(grace)).unwrap_or(jiff::Timestamp::now())
+        } else {
+            jiff::Timestamp::now()
+        };
+        metadata.insert("deletionTimestamp".into(), deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string().into());
+        metadata.insert("deletionGracePeriodSeconds".into(), (if graceful_pod { grace } else { 0 }).into());
+    } else if graceful_pod {
+        // A second delete may shorten the grace period, never lengthen it.
+        let previous = current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(grace);
+        metadata.insert("deletionGracePeriodSeconds".into(), grace.min(previous).into());
+    }
+    if !finalizers.is_empty() {
+        metadata.insert("finalizers".into(), json!(finalizers));
+    }
+    if is_namespace {
+        meta::object_field_mut(&mut marked, "status").insert("phase".into(), "Terminating".into());
+    }
+    Some(marked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tugboat_api::Registry;
+
+    fn resource(group: &str, plural: &str) -> &'static ResourceType {
+        let version = if group.is_empty() { "v1" } else { "v1" };
+        Registry::get().lookup(group, version, plural).unwrap()
+    }
+
+    #[test]
+    fn main_writes_keep_status_and_count_generations() {
+        let deployments = resource("apps", "deployments");
+        let current = json!({"metadata":{"name":"a","uid":"u","generation":1,"resourceVersion":"5"},"spec":{"replicas":1},"status":{"replicas":1}});
+        let desired = json!({"metadata":{"name":"a","labels":{"x":"y"}},"spec":{"replicas":3},"status":{"replicas":9}});
+        let next = merge_update(deployments, &current, desired, Part::Main);
+        assert_eq!(next["status"]["replicas"], 1);
+        assert_eq!(next["spec"]["replicas"], 3);
+        assert_eq!(next["metadata"]["generation"], 2);
+        assert_eq!(next["metadata"]["uid"], "u");
+        assert_eq!(next["metadata"]["labels"]["x"], "y");
+    }
+
+    #[test]
+    fn status_writes_change_only_status() {
+        let deployments = resource("apps", "deployments");
+        let current = json!({"metadata":{"name":"a","generation":1},"spec":{"replicas":1},"status":{"replicas":1}});
+        let desired = json!({"metadata":{"name":"a","labels":{"x":"y"}},"spec":{"replicas":3},"status":{"replicas":2}});
+        let next = merge_update(deployments, &current, desired, Part::Status);
+        assert_eq!(next["status"]["replicas"], 2);
+        assert_eq!(next["spec"]["replicas"], 1);
+        assert_eq!(next["metadata"]["generation"], 1);
+        assert!(next["metadata"].get("labels").is_none());
+    }
+
+    #[test]
+    fn deletion_marks_only_when_something_must_run_first() {
+        let configmaps = resource("", "configmaps");
+        let plain = json!({"metadata":{"name":"a"}});
+        assert!(mark_for_deletion(configmaps, &plain, &DeleteOptions::default()).is_none());
+        let foreground = DeleteOptions { propagation_policy: Some("Foreground".into()), ..Default::default() };
+        let marked = mark_for_deletion(configmaps, &plain, &foreground).unwrap();
+        assert_eq!(marked["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+        assert!(marked["metadata"]["deletionTimestamp"].is_string());
+
+        let pods = resource("", "pods");
+        let unbound = json!({"metadata":{"name":"p"},"spec":{}});
+        assert!(mark_for_deletion(pods, &unbound, &DeleteOptions::default()).is_none());
+        let bound = json!({"metadata":{"name":"p"},"spec":{"nodeName":"n1","terminationGracePeriodSeconds":10}});
+        let marked = mark_for_deletion(pods, &bound, &DeleteOptions::default()).unwrap();
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 10);
+        let forced = DeleteOptions { grace_period_seconds: Some(0), ..Default::default() };
+        assert!(mark_for_deletion(pods, &bound, &forced).is_none());
+
+        let namespaces = resource("", "namespaces");
+        let ns = json!({"metadata":{"name":"n"},"spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}});
+        assert_eq!(mark_for_deletion(namespaces, &ns, &DeleteOptions::default()).unwrap()["status"]["phase"], "Terminating");
+    }
+
+    #[test]
+    fn qos_classes() {
+        let pod = |resources: Value| json!({"spec":{"containers":[{"name":"c","resources":resources}]}});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(qos_class(&pod(json!({"limits":{"cpu":"1","memory":"1Gi"}}))), "Guaranteed");
+        assert_eq!(qos_class(&pod(json!({"requests":{"cpu":"1"}}))), "Burstable");
+    }
+
+    #[test]
+    fn generated_names_keep_the_prefix() {
+        let name = generated_name("web-");
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+    }
+}

@@ -1,0 +1,126 @@
+//! `tugboat server`: the control plane.
+
+use anyhow::Context;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tugboat_apiserver::{ApiConfig, ApiServer, ServiceCidr};
+use tugboat_pki::{write_kubeconfig, ClientIdentity, ClusterPki, Kubeconfig};
+use tugboat_store::{EtcdStore, SqliteOptions, SqliteStore, Store};
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Where the cluster's state, certificates and kubeconfig live.
+    #[arg(long, default_value = "/var/lib/tugboat")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Absent: embedded SQLite in the data dir. `http://host:port[,http://host:port...]`: etcd v3.
+    #[arg(long)]
+    datastore_endpoint: Option<String>,
+    /// Cluster IPs of Services come from this range.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Extra names or addresses for the serving certificate.
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// Compact store history older than this many seconds (at most twice as old is kept).
+    #[arg(long, default_value_t = 300)]
+    compaction_interval_seconds: u64,
+    /// Seconds between watch bookmarks, for watches that ask for them.
+    #[arg(long, default_value_t = 60)]
+    bookmark_interval_seconds: u64,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}; choose another with --data-dir", args.data_dir.display()))?;
+    let store = open_store(&args).await?;
+
+    let pki = ClusterPki::load_or_create(&args.data_dir.join("pki")).context("cannot set up the cluster certificates")?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into(), "kubernetes".into(),
+        "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
+    let service_cidr = ServiceCidr::parse(&args.service_cidr).map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
+    names.push(service_cidr.api_service_ip().to_string());
+    if let Ok(hostname) = std::fs::read_to_string("/etc/hostname") {
+        names.push(hostname.trim().to_string());
+    }
+    if !args.bind_address.is_unspecified() {
+        names.push(args.bind_address.to_string());
+    }
+    names.extend(args.tls_san.iter().cloned());
+    names.dedup();
+    let serving = pki.serving_cert(&names).context("cannot issue the serving certificate")?;
+    let tls = pki.server_tls_config(&serving).context("cannot configure TLS")?;
+    let admin = pki
+        .client_cert("admin", &ClientIdentity { user: "admin", groups: &["system:masters"] })
+        .context("cannot issue the admin client certificate")?;
+
+    let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
+    let advertise = SocketAddr::new(host.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])), args.secure_port).to_string();
+    let kubeconfig_path = args.data_dir.join("admin.kubeconfig");
+    write_kubeconfig(
+        &kubeconfig_path,
+        &Kubeconfig {
+            server: format!("https://{advertise}"),
+            ca_pem: pki.ca_cert_pem.clone(),
+            client_cert_pem: Some(admin.cert_pem),
+            client_key_pem: Some(admin.key_pem),
+            token: None,
+        },
+    )
+    .context("cannot write the admin kubeconfig")?;
+
+    let config = ApiConfig {
+        advertise_address: advertise.clone(),
+        secure_port: args.secure_port,
+        service_cidr,
+        bookmark_interval: Duration::from_secs(args.bookmark_interval_seconds.max(1)),
+        compaction_interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
+    };
+    let server = ApiServer::start(store, config).await.context("the API server could not start")?;
+    let listen = SocketAddr::new(args.bind_address, args.secure_port);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; is another server running? choose another with --secure-port"))?;
+    tracing::info!(%listen, "API server ready");
+    println!("Tugboat is running. To use it:\n    export KUBECONFIG={}\n    kubectl get namespaces", kubeconfig_path.display());
+    tugboat_apiserver::serve(server, listener, Arc::new(tls), shutdown_signal()).await;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
+    match &args.datastore_endpoint {
+        None => {
+            let path = args.data_dir.join("db").join("state.db");
+            std::fs::create_dir_all(path.parent().unwrap_or(&args.data_dir))?;
+            let store = SqliteStore::open(&path, SqliteOptions::default())
+                .with_context(|| format!("cannot open the embedded store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        Some(endpoint) => {
+            let endpoints: Vec<String> = endpoint.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
+            if endpoints.iter().any(|e| !e.starts_with("http://")) {
+                anyhow::bail!("--datastore-endpoint {endpoint:?}: expected http://host:port[,http://host:port...] (etcd v3)");
+            }
+            let store = EtcdStore::connect(&endpoints)
+                .await
+                .with_context(|| format!("cannot reach etcd at {endpoint}"))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
