@@ -128,6 +128,11 @@ impl Server {
         assert!(ready, "tugboat server did not become ready within 30 s; log:\n{}", self.log());
     }
 
+    /// The server process's id, for reading its memory use.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The server's log so far (to explain a failure).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()

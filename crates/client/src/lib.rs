@@ -1,0 +1,133 @@
+//! A small Kubernetes REST client: HTTPS with the cluster CA and a client certificate from a
+//! kubeconfig, JSON bodies, and line-delimited watch streams. Tugboat's own components and
+//! benchmarks use it; it depends on no server crate.
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use tugboat_pki::Kubeconfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Kubeconfig(#[from] tugboat_pki::KubeconfigError),
+    #[error("kubeconfig holds no usable {0}")]
+    Credentials(&'static str),
+    #[error("tls setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("request to the API server failed: {0}")]
+    Transport(String),
+    /// The server answered with an error Status.
+    #[error("the API server answered {code}: {message}")]
+    Status { code: StatusCode, reason: String, message: String },
+    #[error("the API server sent invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+type HttpsClient = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+#[derive(Clone)]
+pub struct Client {
+    http: HttpsClient,
+    base: String,
+}
+
+impl Client {
+    /// A client for the current context of a kubeconfig file.
+    pub fn from_kubeconfig(path: &Path) -> Result<Self, ClientError> {
+        let config = Kubeconfig::read(path)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(config.ca_pem.as_bytes()) {
+            roots.add(cert.map_err(|_| ClientError::Credentials("certificate-authority-data"))?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let tls = match (&config.client_cert_pem, &config.client_key_pem) {
+            (Some(cert), Some(key)) => {
+                let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| ClientError::Credentials("client-certificate-data"))?;
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| ClientError::Credentials("client-key-data"))?;
+                builder.with_client_auth_cert(certs, key)?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().enable_http2().build();
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self { http, base: config.server.trim_end_matches('/').to_owned() })
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<(&str, Bytes)>) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base)).header(header::ACCEPT, "application/json");
+        let body = match body {
+            Some((content_type, bytes)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Bytes::new(),
+        };
+        let request = request.body(Full::new(body)).map_err(|e| ClientError::Transport(e.to_string()))?;
+        self.http.request(request).await.map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    /// Sends a request and returns the body of a 2xx answer; an error Status becomes
+    /// [`ClientError::Status`].
+    pub async fn request(&self, method: Method, path: &str, body: Option<(&str, Bytes)>) -> Result<Bytes, ClientError> {
+        let response = self.send(method, path, body).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map_err(|e| ClientError::Transport(e.to_string()))?.to_bytes();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(ClientError::Status {
+            code: status,
+            reason: parsed["reason"].as_str().unwrap_or_default().to_owned(),
+            message: parsed["message"].as_str().map(str::to_owned).unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        Ok(serde_json::from_slice(&self.request(Method::GET, path, None).await?)?)
+    }
+
+    pub async fn create(&self, collection: &str, object: &Value) -> Result<Value, ClientError> {
+        let body = Bytes::from(serde_json::to_vec(object)?);
+        Ok(serde_json::from_slice(&self.request(Method::POST, collection, Some(("application/json", body))).await?)?)
+    }
+
+    /// A watch (`path` must carry `watch=true`): one decoded event per item.
+    pub async fn watch(&self, path: &str) -> Result<BoxStream<'static, Result<Value, ClientError>>, ClientError> {
+        let response = self.send(Method::GET, path, None).await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let bytes = response.into_body().collect().await.map_err(|e| ClientError::Transport(e.to_string()))?.to_bytes();
+            return Err(ClientError::Status { code: status, reason: String::new(), message: String::from_utf8_lossy(&bytes).into_owned() });
+        }
+        let frames = response.into_body().into_data_stream();
+        let lines = futures::stream::unfold((frames, Vec::<u8>::new()), |(mut frames, mut buffer)| async move {
+            loop {
+                if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let event = serde_json::from_slice::<Value>(&line[..line.len() - 1]).map_err(ClientError::from);
+                    return Some((event, (frames, buffer)));
+                }
+                match frames.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    Some(Err(e)) => return Some((Err(ClientError::Transport(e.to_string())), (frames, Vec::new()))),
+                    None => return None,
+                }
+            }
+        });
+        Ok(lines.boxed())
+    }
+}
