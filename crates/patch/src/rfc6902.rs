@@ -36,11 +36,15 @@ fn describe(operation: Option<&PatchOperation>, path: &Pointer, kind: &PatchErro
             format!("{name} operation failed: path {path} does not exist")
         }
         PatchErrorKind::InvalidFromPointer => {
-            let from = operation.and_then(from_path).map_or_else(|| "\"from\"".to_owned(), shown);
+            let from = operation
+                .and_then(from_path)
+                .map_or_else(|| "\"from\"".to_owned(), shown);
             format!("{name} operation failed: path {from} does not exist")
         }
         PatchErrorKind::CannotMoveInsideItself => {
-            let from = operation.and_then(from_path).map_or_else(|| "\"from\"".to_owned(), shown);
+            let from = operation
+                .and_then(from_path)
+                .map_or_else(|| "\"from\"".to_owned(), shown);
             format!("move operation failed: cannot move {from} into its own child {path}")
         }
         // The kind is non-exhaustive: fall back to the crate's own wording for future kinds.

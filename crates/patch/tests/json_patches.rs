@@ -49,8 +49,13 @@ mod rfc6902 {
 
     #[test]
     fn escaped_pointers() {
-        let result = patched(json!([{"op": "add", "path": "/metadata/labels/app.kubernetes.io~1name", "value": "web"}]));
-        assert_eq!(result["metadata"]["labels"]["app.kubernetes.io/name"], json!("web"));
+        let result = patched(
+            json!([{"op": "add", "path": "/metadata/labels/app.kubernetes.io~1name", "value": "web"}]),
+        );
+        assert_eq!(
+            result["metadata"]["labels"]["app.kubernetes.io/name"],
+            json!("web")
+        );
     }
 
     #[test]
@@ -123,7 +128,9 @@ mod rfc6902 {
             "not json",
         ] {
             match json_patch(&document(), body.as_bytes()) {
-                Err(PatchError::Invalid(message)) => assert!(message.starts_with("malformed JSON patch"), "{message}"),
+                Err(PatchError::Invalid(message)) => {
+                    assert!(message.starts_with("malformed JSON patch"), "{message}")
+                }
                 other => panic!("{body}: expected invalid, got {other:?}"),
             }
         }
@@ -143,14 +150,20 @@ mod rfc7386 {
     #[test]
     fn merges_maps_and_null_deletes() {
         assert_eq!(
-            merged(document(), json!({"metadata": {"labels": {"a": null, "b": "2"}}, "spec": {"replicas": 2}})),
+            merged(
+                document(),
+                json!({"metadata": {"labels": {"a": null, "b": "2"}}, "spec": {"replicas": 2}})
+            ),
             json!({"metadata": {"name": "web", "labels": {"b": "2"}}, "spec": {"replicas": 2, "args": ["x", "y"]}})
         );
     }
 
     #[test]
     fn lists_are_replaced() {
-        assert_eq!(merged(json!({"a": [1, 2, {"b": 1}]}), json!({"a": [{"c": null}]})), json!({"a": [{"c": null}]}));
+        assert_eq!(
+            merged(json!({"a": [1, 2, {"b": 1}]}), json!({"a": [{"c": null}]})),
+            json!({"a": [{"c": null}]})
+        );
     }
 
     #[test]
@@ -162,7 +175,10 @@ mod rfc7386 {
 
     #[test]
     fn objects_replace_scalars_and_drop_their_nulls() {
-        assert_eq!(merged(json!({"a": "b"}), json!({"a": {"c": "d", "e": null}})), json!({"a": {"c": "d"}}));
+        assert_eq!(
+            merged(json!({"a": "b"}), json!({"a": {"c": "d", "e": null}})),
+            json!({"a": {"c": "d"}})
+        );
         assert_eq!(merged(json!(["a"]), json!({"a": "b"})), json!({"a": "b"}));
     }
 

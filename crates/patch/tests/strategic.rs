@@ -32,13 +32,20 @@ struct TestMeta {
 
 impl TestMeta {
     fn new(rules: impl IntoIterator<Item = (&'static str, Rule)>) -> Self {
-        TestMeta { path: String::new(), rules: Rc::new(rules.into_iter().collect()) }
+        TestMeta {
+            path: String::new(),
+            rules: Rc::new(rules.into_iter().collect()),
+        }
     }
 }
 
 impl PatchMeta for TestMeta {
     fn field(&self, name: &str) -> (FieldStrategy, Option<Self>) {
-        let path = if self.path.is_empty() { name.to_owned() } else { format!("{}.{name}", self.path) };
+        let path = if self.path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.path)
+        };
         let keyed = |key: &str, retain_keys| FieldStrategy {
             merge: true,
             merge_key: Some(key.to_owned()),
@@ -46,13 +53,25 @@ impl PatchMeta for TestMeta {
         };
         let strategy = match self.rules.get(path.as_str()) {
             Some(Rule::Opaque) => return (FieldStrategy::default(), None),
-            Some(Rule::Merge) => FieldStrategy { merge: true, ..FieldStrategy::default() },
+            Some(Rule::Merge) => FieldStrategy {
+                merge: true,
+                ..FieldStrategy::default()
+            },
             Some(Rule::Keyed(key)) => keyed(key, false),
             Some(Rule::KeyedRetainKeys(key)) => keyed(key, true),
-            Some(Rule::RetainKeys) => FieldStrategy { retain_keys: true, ..FieldStrategy::default() },
+            Some(Rule::RetainKeys) => FieldStrategy {
+                retain_keys: true,
+                ..FieldStrategy::default()
+            },
             None => FieldStrategy::default(),
         };
-        (strategy, Some(TestMeta { path, rules: Rc::clone(&self.rules) }))
+        (
+            strategy,
+            Some(TestMeta {
+                path,
+                rules: Rc::clone(&self.rules),
+            }),
+        )
     }
 }
 
@@ -64,8 +83,14 @@ fn k8s() -> TestMeta {
         ("spec.strategy", Rule::RetainKeys),
         ("spec.template.spec.containers", Rule::Keyed("name")),
         ("spec.template.spec.containers.env", Rule::Keyed("name")),
-        ("spec.template.spec.containers.ports", Rule::Keyed("containerPort")),
-        ("spec.template.spec.containers.volumeMounts", Rule::Keyed("mountPath")),
+        (
+            "spec.template.spec.containers.ports",
+            Rule::Keyed("containerPort"),
+        ),
+        (
+            "spec.template.spec.containers.volumeMounts",
+            Rule::Keyed("mountPath"),
+        ),
         ("spec.template.spec.initContainers", Rule::Keyed("name")),
         ("spec.template.spec.volumes", Rule::KeyedRetainKeys("name")),
         ("spec.podCIDRs", Rule::Merge),
@@ -100,7 +125,12 @@ fn containers(document: &Value) -> &Value {
 
 fn names(list: &Value) -> Vec<&str> {
     list.as_array()
-        .map(|items| items.iter().filter_map(|item| item["name"].as_str()).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["name"].as_str())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -124,33 +154,56 @@ mod maps {
 
     #[test]
     fn nulls_inside_new_maps_are_dropped() {
-        let patch = json!({"spec": {"selector": {"app": "web", "tier": null}, "empty": {"x": null}}});
-        assert_eq!(apply(json!({}), patch), json!({"spec": {"selector": {"app": "web"}, "empty": {}}}));
+        let patch =
+            json!({"spec": {"selector": {"app": "web", "tier": null}, "empty": {"x": null}}});
+        assert_eq!(
+            apply(json!({}), patch),
+            json!({"spec": {"selector": {"app": "web"}, "empty": {}}})
+        );
     }
 
     #[test]
     fn nulls_already_in_the_document_are_kept() {
-        assert_eq!(apply(json!({"a": null, "b": {"c": null}}), json!({"d": 1})), json!({"a": null, "b": {"c": null}, "d": 1}));
+        assert_eq!(
+            apply(json!({"a": null, "b": {"c": null}}), json!({"d": 1})),
+            json!({"a": null, "b": {"c": null}, "d": 1})
+        );
     }
 
     #[test]
     fn scalars_replace_whatever_was_there() {
         let original = json!({"a": {"nested": true}, "b": [1, 2], "c": "x"});
         let patch = json!({"a": "flat", "b": 3, "c": {"now": "a map"}});
-        assert_eq!(apply(original, patch), json!({"a": "flat", "b": 3, "c": {"now": "a map"}}));
+        assert_eq!(
+            apply(original, patch),
+            json!({"a": "flat", "b": 3, "c": {"now": "a map"}})
+        );
     }
 
     #[test]
     fn replace_directive_replaces_the_map() {
-        let original = json!({"metadata": {"labels": {"app": "web", "tier": "front"}, "name": "web"}});
+        let original =
+            json!({"metadata": {"labels": {"app": "web", "tier": "front"}, "name": "web"}});
         let patch = json!({"metadata": {"labels": {"$patch": "replace", "owner": "me"}}});
-        assert_eq!(apply(original, patch), json!({"metadata": {"labels": {"owner": "me"}, "name": "web"}}));
+        assert_eq!(
+            apply(original, patch),
+            json!({"metadata": {"labels": {"owner": "me"}, "name": "web"}})
+        );
     }
 
     #[test]
     fn replace_directive_at_the_top_replaces_everything() {
-        assert_eq!(apply(json!({"a": 1, "b": 2}), json!({"$patch": "replace", "c": 3})), json!({"c": 3}));
-        assert_eq!(apply(json!({"a": 1}), json!({"$patch": "replace"})), json!({}));
+        assert_eq!(
+            apply(
+                json!({"a": 1, "b": 2}),
+                json!({"$patch": "replace", "c": 3})
+            ),
+            json!({"c": 3})
+        );
+        assert_eq!(
+            apply(json!({"a": 1}), json!({"$patch": "replace"})),
+            json!({})
+        );
     }
 
     #[test]
@@ -158,7 +211,10 @@ mod maps {
         // Upstream leaves an empty map rather than removing the field.
         let original = json!({"metadata": {"labels": {"app": "web"}, "name": "web"}});
         let patch = json!({"metadata": {"labels": {"$patch": "delete", "ignored": "x"}}});
-        assert_eq!(apply(original, patch), json!({"metadata": {"labels": {}, "name": "web"}}));
+        assert_eq!(
+            apply(original, patch),
+            json!({"metadata": {"labels": {}, "name": "web"}})
+        );
     }
 
     #[test]
@@ -175,13 +231,22 @@ mod maps {
         // Upstream drops a new map carrying `$patch: replace`; here it is kept, minus the
         // directive.
         let patch = json!({"spec": {"nodeSelector": {"$patch": "replace", "disk": "ssd"}, "gone": {"$patch": "delete"}}});
-        assert_eq!(apply(json!({"spec": {}}), patch), json!({"spec": {"nodeSelector": {"disk": "ssd"}}}));
+        assert_eq!(
+            apply(json!({"spec": {}}), patch),
+            json!({"spec": {"nodeSelector": {"disk": "ssd"}}})
+        );
     }
 
     #[test]
     fn unknown_directive_is_invalid() {
-        let message = invalid(json!({}), json!({"metadata": {"labels": {"$patch": "frobnicate"}}}));
-        assert!(message.contains("metadata.labels") && message.contains("frobnicate"), "{message}");
+        let message = invalid(
+            json!({}),
+            json!({"metadata": {"labels": {"$patch": "frobnicate"}}}),
+        );
+        assert!(
+            message.contains("metadata.labels") && message.contains("frobnicate"),
+            "{message}"
+        );
         let message = invalid(json!({}), json!({"$patch": 1}));
         assert!(message.contains("$patch must be a string"), "{message}");
     }
@@ -189,14 +254,23 @@ mod maps {
     #[test]
     fn dollar_fields_that_are_not_directives_are_data() {
         // JSONSchemaProps has `$ref` and `$schema` fields.
-        assert_eq!(apply(json!({}), json!({"$ref": "#/x"})), json!({"$ref": "#/x"}));
+        assert_eq!(
+            apply(json!({}), json!({"$ref": "#/x"})),
+            json!({"$ref": "#/x"})
+        );
     }
 
     #[test]
     fn patch_and_document_must_be_objects() {
         let meta = k8s();
-        assert!(matches!(strategic_merge_patch(&json!({}), &json!([1]), &meta), Err(PatchError::Invalid(_))));
-        assert!(matches!(strategic_merge_patch(&json!("x"), &json!({}), &meta), Err(PatchError::Failed(_))));
+        assert!(matches!(
+            strategic_merge_patch(&json!({}), &json!([1]), &meta),
+            Err(PatchError::Invalid(_))
+        ));
+        assert!(matches!(
+            strategic_merge_patch(&json!("x"), &json!({}), &meta),
+            Err(PatchError::Failed(_))
+        ));
         assert_eq!(apply(Value::Null, json!({"a": 1})), json!({"a": 1}));
     }
 }
@@ -208,13 +282,20 @@ mod lists {
     fn lists_without_strategy_are_replaced() {
         let original = pod(json!([{"name": "web", "args": ["a", "b"], "command": ["run"]}]));
         let patch = pod(json!([{"name": "web", "args": ["c"]}]));
-        assert_eq!(containers(&apply(original, patch)), &json!([{"name": "web", "args": ["c"], "command": ["run"]}]));
+        assert_eq!(
+            containers(&apply(original, patch)),
+            &json!([{"name": "web", "args": ["c"], "command": ["run"]}])
+        );
     }
 
     #[test]
     fn replaced_lists_keep_nulls_between_primitives_and_drop_them_in_maps() {
-        let patch = json!({"spec": {"tolerations": [{"key": "a", "value": null}], "args": ["x", null]}});
-        assert_eq!(apply(json!({}), patch), json!({"spec": {"tolerations": [{"key": "a"}], "args": ["x", null]}}));
+        let patch =
+            json!({"spec": {"tolerations": [{"key": "a", "value": null}], "args": ["x", null]}});
+        assert_eq!(
+            apply(json!({}), patch),
+            json!({"spec": {"tolerations": [{"key": "a"}], "args": ["x", null]}})
+        );
     }
 
     #[test]
@@ -247,7 +328,10 @@ mod lists {
         // the patch does not mention.
         let original = pod(json!([{"name": "web"}, {"name": "sidecar"}]));
         let patch = pod(json!([{"name": "debug", "image": "busybox"}]));
-        assert_eq!(names(containers(&apply(original, patch))), ["debug", "web", "sidecar"]);
+        assert_eq!(
+            names(containers(&apply(original, patch))),
+            ["debug", "web", "sidecar"]
+        );
     }
 
     #[test]
@@ -264,7 +348,10 @@ mod lists {
     fn new_item_after_an_existing_one_in_the_patch() {
         let original = pod(json!([{"name": "a"}, {"name": "b"}]));
         let patch = pod(json!([{"name": "b", "image": "x"}, {"name": "new"}]));
-        assert_eq!(names(containers(&apply(original, patch))), ["a", "b", "new"]);
+        assert_eq!(
+            names(containers(&apply(original, patch))),
+            ["a", "b", "new"]
+        );
     }
 
     #[test]
@@ -290,7 +377,9 @@ mod lists {
             {"containerPort": 80, "protocol": "TCP"},
             {"containerPort": 443, "protocol": "TCP"}
         ]}]));
-        let patch = pod(json!([{"name": "web", "ports": [{"containerPort": 443, "name": "https"}, {"containerPort": 8080}]}]));
+        let patch = pod(
+            json!([{"name": "web", "ports": [{"containerPort": 443, "name": "https"}, {"containerPort": 8080}]}]),
+        );
         assert_eq!(
             containers(&apply(original, patch))[0]["ports"],
             json!([
@@ -304,7 +393,9 @@ mod lists {
     #[test]
     fn delete_directive_removes_every_duplicate() {
         let original = pod(json!([{"name": "a"}, {"name": "a", "image": "dup"}, {"name": "b"}]));
-        let patch = pod(json!([{"name": "a", "$patch": "delete"}, {"name": "missing", "$patch": "delete"}]));
+        let patch = pod(
+            json!([{"name": "a", "$patch": "delete"}, {"name": "missing", "$patch": "delete"}]),
+        );
         assert_eq!(containers(&apply(original, patch)), &json!([{"name": "b"}]));
     }
 
@@ -312,9 +403,15 @@ mod lists {
     fn replace_item_replaces_the_list() {
         let original = pod(json!([{"name": "a", "image": "a"}, {"name": "b"}]));
         let patch = pod(json!([{"$patch": "replace"}, {"name": "a", "tty": true}, {"name": "c"}]));
-        assert_eq!(containers(&apply(original, patch)), &json!([{"name": "a", "tty": true}, {"name": "c"}]));
+        assert_eq!(
+            containers(&apply(original, patch)),
+            &json!([{"name": "a", "tty": true}, {"name": "c"}])
+        );
 
-        let emptied = apply(pod(json!([{"name": "a"}])), pod(json!([{"$patch": "replace"}])));
+        let emptied = apply(
+            pod(json!([{"name": "a"}])),
+            pod(json!([{"$patch": "replace"}])),
+        );
         assert_eq!(containers(&emptied), &json!([]));
     }
 
@@ -353,25 +450,39 @@ mod lists {
 
     #[test]
     fn a_new_merge_list_resolves_its_directives() {
-        let patch = pod(json!([{"name": "a"}, {"name": "b", "$patch": "delete"}, {"name": "a", "image": "x"}]));
-        assert_eq!(containers(&apply(json!({}), patch)), &json!([{"name": "a", "image": "x"}]));
+        let patch = pod(
+            json!([{"name": "a"}, {"name": "b", "$patch": "delete"}, {"name": "a", "image": "x"}]),
+        );
+        assert_eq!(
+            containers(&apply(json!({}), patch)),
+            &json!([{"name": "a", "image": "x"}])
+        );
     }
 
     #[test]
     fn missing_merge_key_is_invalid() {
-        let message = invalid(pod(json!([{"name": "web"}])), pod(json!([{"image": "nginx"}])));
+        let message = invalid(
+            pod(json!([{"name": "web"}])),
+            pod(json!([{"image": "nginx"}])),
+        );
         assert_eq!(
             message,
             "spec.template.spec.containers: a list item does not contain the merge key \"name\""
         );
-        let message = invalid(pod(json!([{"name": "web"}])), pod(json!([{"image": "nginx", "$patch": "delete"}])));
+        let message = invalid(
+            pod(json!([{"name": "web"}])),
+            pod(json!([{"image": "nginx", "$patch": "delete"}])),
+        );
         assert!(message.contains("merge key \"name\""), "{message}");
     }
 
     #[test]
     fn errors_name_the_list_item() {
         let original = pod(json!([{"name": "web", "env": [{"name": "A"}]}]));
-        let message = invalid(original, pod(json!([{"name": "web", "env": [{"value": "x"}]}])));
+        let message = invalid(
+            original,
+            pod(json!([{"name": "web", "env": [{"value": "x"}]}])),
+        );
         assert_eq!(
             message,
             "spec.template.spec.containers[name=\"web\"].env: a list item does not contain the merge key \"name\""
@@ -380,13 +491,19 @@ mod lists {
 
     #[test]
     fn merge_directive_on_a_list_item_is_invalid() {
-        let message = invalid(pod(json!([])), pod(json!([{"name": "a", "$patch": "merge"}])));
+        let message = invalid(
+            pod(json!([])),
+            pod(json!([{"name": "a", "$patch": "merge"}])),
+        );
         assert!(message.contains("$patch: merge"), "{message}");
     }
 
     #[test]
     fn merging_objects_needs_a_merge_key() {
-        let message = invalid(json!({"spec": {"keyless": [{"a": 1}]}}), json!({"spec": {"keyless": [{"a": 2}]}}));
+        let message = invalid(
+            json!({"spec": {"keyless": [{"a": 1}]}}),
+            json!({"spec": {"keyless": [{"a": 2}]}}),
+        );
         assert!(message.contains("without a merge key"), "{message}");
     }
 
@@ -394,25 +511,43 @@ mod lists {
     fn mixed_and_nested_lists_are_invalid() {
         let message = invalid(pod(json!([{"name": "a"}])), pod(json!(["a"])));
         assert!(message.contains("both an object and a string"), "{message}");
-        let message = invalid(json!({"metadata": {"finalizers": [["a"]]}}), json!({"metadata": {"finalizers": [["b"]]}}));
+        let message = invalid(
+            json!({"metadata": {"finalizers": [["a"]]}}),
+            json!({"metadata": {"finalizers": [["b"]]}}),
+        );
         assert!(message.contains("lists of lists"), "{message}");
     }
 
     #[test]
     fn a_list_where_the_document_has_a_map_is_invalid() {
-        let message = invalid(json!({"metadata": {"labels": {"a": "b"}}}), json!({"metadata": {"labels": ["a"]}}));
-        assert_eq!(message, "metadata.labels: the patch has a list where the document has an object");
+        let message = invalid(
+            json!({"metadata": {"labels": {"a": "b"}}}),
+            json!({"metadata": {"labels": ["a"]}}),
+        );
+        assert_eq!(
+            message,
+            "metadata.labels: the patch has a list where the document has an object"
+        );
         let message = invalid(pod(json!([])), pod(json!({"name": "web"})));
-        assert!(message.contains("an object where the document has a list"), "{message}");
+        assert!(
+            message.contains("an object where the document has a list"),
+            "{message}"
+        );
     }
 
     #[test]
     fn fields_of_unknown_structure_are_replaced_whole() {
         let original = json!({"spec": {"untyped": {"a": {"b": 1}}}});
-        assert_eq!(apply(original.clone(), json!({"spec": {"untyped": [1]}})), json!({"spec": {"untyped": [1]}}));
+        assert_eq!(
+            apply(original.clone(), json!({"spec": {"untyped": [1]}})),
+            json!({"spec": {"untyped": [1]}})
+        );
         // Below an unknown field, maps still merge and lists are replaced.
         let patch = json!({"spec": {"untyped": {"a": {"c": 2}, "list": [{"x": null}]}}});
-        assert_eq!(apply(original, patch), json!({"spec": {"untyped": {"a": {"b": 1, "c": 2}, "list": [{}]}}}));
+        assert_eq!(
+            apply(original, patch),
+            json!({"spec": {"untyped": {"a": {"b": 1, "c": 2}, "list": [{}]}}})
+        );
     }
 }
 
@@ -425,7 +560,10 @@ mod primitive_lists {
 
     #[test]
     fn merge_as_a_set() {
-        let result = apply(json!({"metadata": {"finalizers": ["a", "b"]}}), json!({"metadata": {"finalizers": ["b", "c"]}}));
+        let result = apply(
+            json!({"metadata": {"finalizers": ["a", "b"]}}),
+            json!({"metadata": {"finalizers": ["b", "c"]}}),
+        );
         assert_eq!(finalizers(&result), &json!(["a", "b", "c"]));
     }
 
@@ -458,30 +596,51 @@ mod primitive_lists {
 
     #[test]
     fn delete_from_a_missing_list_adds_nothing() {
-        let result = apply(json!({"metadata": {"name": "x"}}), json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}));
+        let result = apply(
+            json!({"metadata": {"name": "x"}}),
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        );
         assert_eq!(result, json!({"metadata": {"name": "x"}}));
     }
 
     #[test]
     fn delete_applies_to_lists_without_strategy_too() {
-        let result = apply(json!({"spec": {"args": ["a", "b"]}}), json!({"spec": {"$deleteFromPrimitiveList/args": ["a"]}}));
+        let result = apply(
+            json!({"spec": {"args": ["a", "b"]}}),
+            json!({"spec": {"$deleteFromPrimitiveList/args": ["a"]}}),
+        );
         assert_eq!(result, json!({"spec": {"args": ["b"]}}));
     }
 
     #[test]
     fn malformed_deletions_are_invalid() {
         let original = json!({"metadata": {"finalizers": ["a"]}});
-        let message = invalid(original.clone(), json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}));
+        let message = invalid(
+            original.clone(),
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}),
+        );
         assert_eq!(message, "metadata.$deleteFromPrimitiveList/finalizers: $deleteFromPrimitiveList must be a list of primitive values");
-        let message = invalid(original.clone(), json!({"metadata": {"$deleteFromPrimitiveList": ["a"]}}));
+        let message = invalid(
+            original.clone(),
+            json!({"metadata": {"$deleteFromPrimitiveList": ["a"]}}),
+        );
         assert!(message.contains("malformed directive"), "{message}");
-        let message = invalid(pod(json!([{"name": "a"}])), json!({"spec": {"template": {"spec": {"$deleteFromPrimitiveList/containers": ["a"]}}}}));
-        assert!(message.contains("only to lists of primitive values"), "{message}");
+        let message = invalid(
+            pod(json!([{"name": "a"}])),
+            json!({"spec": {"template": {"spec": {"$deleteFromPrimitiveList/containers": ["a"]}}}}),
+        );
+        assert!(
+            message.contains("only to lists of primitive values"),
+            "{message}"
+        );
     }
 
     #[test]
     fn numbers_merge_too() {
-        let result = apply(json!({"spec": {"podCIDRs": [1, 2]}}), json!({"spec": {"podCIDRs": [2, 3]}}));
+        let result = apply(
+            json!({"spec": {"podCIDRs": [1, 2]}}),
+            json!({"spec": {"podCIDRs": [2, 3]}}),
+        );
         assert_eq!(result, json!({"spec": {"podCIDRs": [1, 2, 3]}}));
     }
 }
@@ -521,11 +680,17 @@ mod element_order {
         // "x" and "y" exist only on the server: they stay after "a", where they were.
         let original = pod(keyed(&["a", "b", "x", "y", "c", "d"]));
         let patch = pod_patch(None, keyed(&["b", "a", "d", "c"]));
-        assert_eq!(names(containers(&apply(original, patch))), ["b", "a", "x", "y", "d", "c"]);
+        assert_eq!(
+            names(containers(&apply(original, patch))),
+            ["b", "a", "x", "y", "d", "c"]
+        );
 
         let original = pod(keyed(&["a", "c", "d", "b", "z"]));
         let patch = pod_patch(None, keyed(&["d", "b", "c", "a"]));
-        assert_eq!(names(containers(&apply(original, patch))), ["d", "b", "c", "a", "z"]);
+        assert_eq!(
+            names(containers(&apply(original, patch))),
+            ["d", "b", "c", "a", "z"]
+        );
     }
 
     #[test]
@@ -545,14 +710,23 @@ mod element_order {
     fn places_new_items_in_the_middle() {
         let original = pod(keyed(&["a", "b"]));
         let patch = pod_patch(Some(keyed(&["n1", "n2"])), keyed(&["a", "n1", "b", "n2"]));
-        assert_eq!(names(containers(&apply(original, patch))), ["a", "n1", "b", "n2"]);
+        assert_eq!(
+            names(containers(&apply(original, patch))),
+            ["a", "n1", "b", "n2"]
+        );
     }
 
     #[test]
     fn may_name_items_that_do_not_exist() {
         let original = pod(keyed(&["a", "c"]));
-        let patch = pod_patch(Some(json!([{"name": "c", "image": "c"}, {"name": "a"}])), keyed(&["c", "b", "a"]));
-        assert_eq!(containers(&apply(original, patch)), &json!([{"name": "c", "image": "c"}, {"name": "a"}]));
+        let patch = pod_patch(
+            Some(json!([{"name": "c", "image": "c"}, {"name": "a"}])),
+            keyed(&["c", "b", "a"]),
+        );
+        assert_eq!(
+            containers(&apply(original, patch)),
+            &json!([{"name": "c", "image": "c"}, {"name": "a"}])
+        );
     }
 
     #[test]
@@ -566,11 +740,17 @@ mod element_order {
     fn orders_primitive_lists() {
         let original = json!({"metadata": {"finalizers": ["a", "x", "b"]}});
         let patch = json!({"metadata": {"$setElementOrder/finalizers": ["c", "a", "b"], "finalizers": ["c"]}});
-        assert_eq!(apply(original, patch), json!({"metadata": {"finalizers": ["c", "a", "x", "b"]}}));
+        assert_eq!(
+            apply(original, patch),
+            json!({"metadata": {"finalizers": ["c", "a", "x", "b"]}})
+        );
 
         let original = json!({"metadata": {"finalizers": ["a", "b", "c"]}});
         let patch = json!({"metadata": {"$setElementOrder/finalizers": ["b", "a"], "$deleteFromPrimitiveList/finalizers": ["c"]}});
-        assert_eq!(apply(original, patch), json!({"metadata": {"finalizers": ["b", "a"]}}));
+        assert_eq!(
+            apply(original, patch),
+            json!({"metadata": {"finalizers": ["b", "a"]}})
+        );
     }
 
     #[test]
@@ -578,7 +758,11 @@ mod element_order {
         let original = pod(keyed(&["a", "b", "c"]));
         let patch = pod_patch(Some(keyed(&["c", "a"])), keyed(&["a", "b", "c"]));
         let message = invalid(original.clone(), patch);
-        assert!(message.starts_with("spec.template.spec.containers: ") && message.contains("$setElementOrder"), "{message}");
+        assert!(
+            message.starts_with("spec.template.spec.containers: ")
+                && message.contains("$setElementOrder"),
+            "{message}"
+        );
 
         let patch = pod_patch(Some(keyed(&["z"])), keyed(&["a", "b"]));
         assert!(invalid(original, patch).contains("missing from $setElementOrder"));
@@ -588,8 +772,15 @@ mod element_order {
     fn malformed_orders_are_invalid() {
         let original = pod(keyed(&["a"]));
         assert!(invalid(original.clone(), pod_patch(None, json!("a"))).contains("must be a list"));
-        assert!(invalid(original.clone(), pod_patch(None, json!([{"image": "a"}]))).contains("merge key \"name\""));
-        assert!(invalid(original, pod_patch(Some(json!({"name": "a"})), keyed(&["a"]))).contains("orders a list"));
+        assert!(
+            invalid(original.clone(), pod_patch(None, json!([{"image": "a"}])))
+                .contains("merge key \"name\"")
+        );
+        assert!(invalid(
+            original,
+            pod_patch(Some(json!({"name": "a"})), keyed(&["a"]))
+        )
+        .contains("orders a list"));
     }
 }
 
@@ -609,11 +800,17 @@ mod retain_keys {
         // What kubectl apply sends when the manifest switches to Recreate.
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}});
         let result = apply(original.clone(), patch);
-        assert_eq!(result, json!({"spec": {"replicas": 3, "strategy": {"type": "Recreate"}}}));
+        assert_eq!(
+            result,
+            json!({"spec": {"replicas": 3, "strategy": {"type": "Recreate"}}})
+        );
 
         // The directive alone clears the other fields too.
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
-        assert_eq!(strategy(&apply(original, patch)), &json!({"type": "Recreate"}));
+        assert_eq!(
+            strategy(&apply(original, patch)),
+            &json!({"type": "Recreate"})
+        );
     }
 
     #[test]
@@ -630,17 +827,29 @@ mod retain_keys {
     fn without_the_directive_the_map_merges() {
         let original = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
         let patch = json!({"spec": {"strategy": {"type": "Recreate"}}});
-        assert_eq!(strategy(&apply(original, patch)), &json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}));
+        assert_eq!(
+            strategy(&apply(original, patch)),
+            &json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}})
+        );
     }
 
     #[test]
     fn contradictions_and_malformed_lists_are_invalid() {
         let original = json!({"spec": {"strategy": {"type": "RollingUpdate"}}});
-        let message = invalid(original.clone(), json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}}));
+        let message = invalid(
+            original.clone(),
+            json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}}),
+        );
         assert_eq!(message, "spec.strategy: field \"rollingUpdate\" is set by the patch but missing from $retainKeys");
-        let message = invalid(original.clone(), json!({"spec": {"strategy": {"$retainKeys": "type"}}}));
+        let message = invalid(
+            original.clone(),
+            json!({"spec": {"strategy": {"$retainKeys": "type"}}}),
+        );
         assert!(message.contains("$retainKeys must be a list"), "{message}");
-        let message = invalid(original, json!({"spec": {"strategy": {"$retainKeys": [1]}}}));
+        let message = invalid(
+            original,
+            json!({"spec": {"strategy": {"$retainKeys": [1]}}}),
+        );
         assert!(message.contains("$retainKeys must be a list"), "{message}");
     }
 
@@ -649,7 +858,10 @@ mod retain_keys {
         // Upstream honours the directive whatever the field's declared strategy.
         let original = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
         let patch = json!({"metadata": {"labels": {"$retainKeys": ["a"]}}});
-        assert_eq!(apply(original, patch), json!({"metadata": {"labels": {"a": "1"}}}));
+        assert_eq!(
+            apply(original, patch),
+            json!({"metadata": {"labels": {"a": "1"}}})
+        );
     }
 }
 
@@ -724,7 +936,8 @@ mod kubectl_apply {
         });
         let mut expected = live_deployment();
         expected["metadata"]["labels"] = json!({"app": "web"});
-        expected["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!("{\"new\":true}");
+        expected["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+            json!("{\"new\":true}");
         let web = &mut expected["spec"]["template"]["spec"]["containers"][0];
         web["image"] = json!("nginx:1.27");
         web["env"] = json!([{"name": "MODE", "value": "prod"}, {"name": "REGION", "value": "eu"}]);
@@ -739,8 +952,14 @@ mod kubectl_apply {
             "containers": [{"name": "metrics", "image": "exporter:2", "ports": [{"containerPort": 9100}]}]
         }}}});
         let result = apply(live_deployment(), patch);
-        assert_eq!(names(containers(&result)), ["web", "metrics", "log-shipper"]);
-        assert_eq!(containers(&result)[1]["ports"], json!([{"containerPort": 9100}]));
+        assert_eq!(
+            names(containers(&result)),
+            ["web", "metrics", "log-shipper"]
+        );
+        assert_eq!(
+            containers(&result)[1]["ports"],
+            json!([{"containerPort": 9100}])
+        );
     }
 
     #[test]
@@ -753,7 +972,10 @@ mod kubectl_apply {
             "spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}
         });
         let result = apply(live_deployment(), patch);
-        assert_eq!(result["metadata"]["finalizers"], json!(["example.com/protect"]));
+        assert_eq!(
+            result["metadata"]["finalizers"],
+            json!(["example.com/protect"])
+        );
         assert_eq!(result["spec"]["strategy"], json!({"type": "Recreate"}));
         assert_eq!(result["status"], live_deployment()["status"]);
     }
@@ -771,7 +993,10 @@ mod kubectl_apply {
         }}}});
         let result = apply(live_deployment(), patch);
         let web = &containers(&result)[0];
-        assert_eq!(web["ports"], json!([{"containerPort": 8080, "protocol": "TCP"}]));
+        assert_eq!(
+            web["ports"],
+            json!([{"containerPort": 8080, "protocol": "TCP"}])
+        );
         assert_eq!(web["args"], json!(["--listen", ":8080"]));
         assert_eq!(web["imagePullPolicy"], json!("IfNotPresent"));
     }

@@ -28,13 +28,19 @@ pub(super) fn merge_list<M: PatchMeta>(
     match items_of(&original, patch, path)? {
         None => Ok(original),
         Some(Items::Primitives) => Ok(merge_primitives(original, patch)),
-        Some(Items::Objects) => merge_objects(original, patch, merge_key(strategy, path)?, meta, path),
+        Some(Items::Objects) => {
+            merge_objects(original, patch, merge_key(strategy, path)?, meta, path)
+        }
     }
 }
 
 /// A list without the merge strategy is replaced by the patch's list, whose items are applied
 /// to nothing to resolve their directives.
-fn replace_list<M: PatchMeta>(patch: &[Value], meta: Option<&M>, path: &Path) -> Result<Vec<Value>> {
+fn replace_list<M: PatchMeta>(
+    patch: &[Value],
+    meta: Option<&M>,
+    path: &Path,
+) -> Result<Vec<Value>> {
     let plain = FieldStrategy::default();
     patch
         .iter()
@@ -54,7 +60,9 @@ fn items_of(original: &[Value], patch: &[Value], path: &Path) -> Result<Option<I
         Value::Null => return Err(path.invalid("a list with the merge strategy cannot hold null")),
         _ => Items::Primitives,
     };
-    if let Some(odd) = all.find(|item| std::mem::discriminant(*item) != std::mem::discriminant(first)) {
+    if let Some(odd) =
+        all.find(|item| std::mem::discriminant(*item) != std::mem::discriminant(first))
+    {
         return Err(path.invalid(format!(
             "cannot merge a list holding both {} and {}",
             json_type(first),
@@ -117,12 +125,21 @@ fn merge_objects<M: PatchMeta>(
             .into_iter()
             .map(|item| {
                 let id = key_of(item, key, path)?;
-                Ok(Value::Object(merge_fields(Object::new(), item, meta, &path.item(key, id))?))
+                Ok(Value::Object(merge_fields(
+                    Object::new(),
+                    item,
+                    meta,
+                    &path.item(key, id),
+                )?))
             })
             .collect();
     }
 
-    let server: Vec<Value> = original.iter().filter_map(|item| item.get(key)).cloned().collect();
+    let server: Vec<Value> = original
+        .iter()
+        .filter_map(|item| item.get(key))
+        .cloned()
+        .collect();
     let mut wanted = Vec::with_capacity(updates.len());
     for item in updates {
         let id = key_of(item, key, path)?;
@@ -136,7 +153,12 @@ fn merge_objects<M: PatchMeta>(
                 let current = std::mem::take(existing);
                 *existing = merge_fields(current, item, meta, &item_path)?;
             }
-            None => original.push(Value::Object(merge_fields(Object::new(), item, meta, &item_path)?)),
+            None => original.push(Value::Object(merge_fields(
+                Object::new(),
+                item,
+                meta,
+                &item_path,
+            )?)),
         }
         wanted.push(id.clone());
     }
@@ -148,7 +170,9 @@ fn key_of<'i>(item: &'i Object, key: &str, path: &Path) -> Result<&'i Value> {
 }
 
 fn missing_key(key: &str, path: &Path) -> PatchError {
-    path.invalid(format!("a list item does not contain the merge key {key:?}"))
+    path.invalid(format!(
+        "a list item does not contain the merge key {key:?}"
+    ))
 }
 
 /// Applies `$setElementOrder/<field>`: merges the patch's list for `field` (if any) and orders
@@ -168,7 +192,10 @@ pub(super) fn set_element_order<M: PatchMeta>(
         None => None,
         Some(Value::Array(items)) => Some(items.as_slice()),
         Some(other) => {
-            return Err(path.invalid(format!("$setElementOrder orders a list, but the patch has {}", json_type(other))))
+            return Err(path.invalid(format!(
+                "$setElementOrder orders a list, but the patch has {}",
+                json_type(other)
+            )))
         }
     };
     let current = match original.get_mut(field) {
@@ -203,7 +230,10 @@ pub(super) fn set_element_order<M: PatchMeta>(
         Some(items) => merge_list(current, items, &strategy, child.as_ref(), path)?,
         None => current,
     };
-    original.insert(field.to_owned(), Value::Array(arrange(merged, &order, &server, key)));
+    original.insert(
+        field.to_owned(),
+        Value::Array(arrange(merged, &order, &server, key)),
+    );
     Ok(())
 }
 
@@ -213,10 +243,11 @@ fn identities(order: &[Value], key: Option<&str>, path: &Path) -> Result<Vec<Val
         .iter()
         .map(|entry| match key {
             None => Ok(entry.clone()),
-            Some(key) => entry
-                .get(key)
-                .cloned()
-                .ok_or_else(|| path.invalid(format!("a $setElementOrder entry does not contain the merge key {key:?}"))),
+            Some(key) => entry.get(key).cloned().ok_or_else(|| {
+                path.invalid(format!(
+                    "a $setElementOrder entry does not contain the merge key {key:?}"
+                ))
+            }),
         })
         .collect()
 }
@@ -226,7 +257,11 @@ fn identities(order: &[Value], key: Option<&str>, path: &Path) -> Result<Vec<Val
 fn identities_lenient(items: &[Value], key: Option<&str>) -> Vec<Value> {
     match key {
         None => items.to_vec(),
-        Some(key) => items.iter().filter_map(|item| item.get(key)).cloned().collect(),
+        Some(key) => items
+            .iter()
+            .filter_map(|item| item.get(key))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -268,12 +303,16 @@ pub(super) fn delete_from_primitive_list(
     let values = values
         .as_array()
         .filter(|values| values.iter().all(is_primitive))
-        .ok_or_else(|| path.invalid("$deleteFromPrimitiveList must be a list of primitive values"))?;
+        .ok_or_else(|| {
+            path.invalid("$deleteFromPrimitiveList must be a list of primitive values")
+        })?;
     let Some(Value::Array(items)) = original.get_mut(field) else {
         return Ok(());
     };
     if !items.iter().all(is_primitive) {
-        return Err(path.invalid("$deleteFromPrimitiveList applies only to lists of primitive values"));
+        return Err(
+            path.invalid("$deleteFromPrimitiveList applies only to lists of primitive values")
+        );
     }
     items.retain(|item| !values.contains(item));
     Ok(())

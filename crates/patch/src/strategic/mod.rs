@@ -99,7 +99,12 @@ impl Directive {
 }
 
 /// Merges the map `patch` into the existing map `original`.
-fn merge_map<M: PatchMeta>(original: Object, patch: &Object, meta: Option<&M>, path: &Path) -> Result<Object> {
+fn merge_map<M: PatchMeta>(
+    original: Object,
+    patch: &Object,
+    meta: Option<&M>,
+    path: &Path,
+) -> Result<Object> {
     match Directive::of(patch, path)? {
         None | Some(Directive::Merge) => merge_fields(original, patch, meta, path),
         Some(Directive::Replace) => merge_fields(Object::new(), patch, meta, path),
@@ -127,14 +132,25 @@ fn new_value<M: PatchMeta>(
 ) -> Result<Option<Value>> {
     Ok(match patch {
         Value::Object(patch) => new_map(patch, meta, path)?.map(Value::Object),
-        Value::Array(items) => Some(Value::Array(list::merge_list(Vec::new(), items, strategy, meta, path)?)),
+        Value::Array(items) => Some(Value::Array(list::merge_list(
+            Vec::new(),
+            items,
+            strategy,
+            meta,
+            path,
+        )?)),
         scalar => Some(scalar.clone()),
     })
 }
 
 /// Applies the fields and directives of the map `patch` to `original`, ignoring a `$patch`
 /// directive (the caller has acted on it).
-fn merge_fields<M: PatchMeta>(mut original: Object, patch: &Object, meta: Option<&M>, path: &Path) -> Result<Object> {
+fn merge_fields<M: PatchMeta>(
+    mut original: Object,
+    patch: &Object,
+    meta: Option<&M>,
+    path: &Path,
+) -> Result<Object> {
     if let Some(keep) = patch.get(RETAIN_KEYS) {
         retain_keys(&mut original, patch, keep, path)?;
     }
@@ -194,13 +210,17 @@ fn merge_field<M: PatchMeta>(
         return Ok(());
     };
     let merged = match (std::mem::take(slot), patch) {
-        (Value::Object(current), Value::Object(patch)) => Some(Value::Object(merge_map(current, patch, child, path)?)),
-        (Value::Array(current), Value::Array(patch)) => {
-            Some(Value::Array(list::merge_list(current, patch, &strategy, child, path)?))
+        (Value::Object(current), Value::Object(patch)) => {
+            Some(Value::Object(merge_map(current, patch, child, path)?))
         }
+        (Value::Array(current), Value::Array(patch)) => Some(Value::Array(list::merge_list(
+            current, patch, &strategy, child, path,
+        )?)),
         // A map turned into a list or the reverse is a malformed patch when the schema knows
         // the field; a field of unknown structure is simply replaced, like any JSON merge patch.
-        (current @ (Value::Object(_) | Value::Array(_)), Value::Object(_) | Value::Array(_)) if child.is_some() => {
+        (current @ (Value::Object(_) | Value::Array(_)), Value::Object(_) | Value::Array(_))
+            if child.is_some() =>
+        {
             return Err(path.invalid(format!(
                 "the patch has {} where the document has {}",
                 json_type(patch),
@@ -223,11 +243,13 @@ fn retain_keys(original: &mut Object, patch: &Object, keep: &Value, path: &Path)
         .and_then(|names| names.iter().map(Value::as_str).collect())
         .ok_or_else(|| path.invalid("$retainKeys must be a list of field names"))?;
     // A patch that sets a field it also asks to drop contradicts itself; upstream rejects it.
-    let stray = patch
-        .iter()
-        .find(|(key, value)| !value.is_null() && !is_directive(key) && !keep.contains(&key.as_str()));
+    let stray = patch.iter().find(|(key, value)| {
+        !value.is_null() && !is_directive(key) && !keep.contains(&key.as_str())
+    });
     if let Some((key, _)) = stray {
-        return Err(path.invalid(format!("field {key:?} is set by the patch but missing from $retainKeys")));
+        return Err(path.invalid(format!(
+            "field {key:?} is set by the patch but missing from $retainKeys"
+        )));
     }
     original.retain(|key, _| keep.contains(&key.as_str()));
     Ok(())
@@ -254,7 +276,9 @@ fn parallel_field<'k>(key: &'k str, prefix: &str, path: &Path) -> Result<Option<
     };
     match rest.strip_prefix('/') {
         Some(field) if !field.is_empty() => Ok(Some(field)),
-        _ => Err(path.invalid(format!("malformed directive {key:?} (expected {prefix}/<field>)"))),
+        _ => Err(path.invalid(format!(
+            "malformed directive {key:?} (expected {prefix}/<field>)"
+        ))),
     }
 }
 

@@ -30,7 +30,11 @@ pub(super) fn arrange(
             };
             let wanted = position(wanted, identity);
             let server = position(server, identity);
-            Ranked { item, wanted, server }
+            Ranked {
+                item,
+                wanted,
+                server,
+            }
         })
         .partition(|ranked| ranked.wanted.is_some());
     // Both sorts are stable, so equal ranks (duplicates) keep their merged order. Server-only
@@ -65,5 +69,7 @@ fn precedes(pending: &Ranked, next: &Ranked) -> bool {
 
 fn position(identities: &[Value], identity: Option<&Value>) -> Option<usize> {
     let identity = identity?;
-    identities.iter().position(|candidate| candidate == identity)
+    identities
+        .iter()
+        .position(|candidate| candidate == identity)
 }

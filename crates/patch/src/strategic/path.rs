@@ -38,7 +38,7 @@ impl fmt::Display for Path<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Path::Root => Ok(()),
-            Path::Field(parent, name) if matches!(parent, Path::Root) => f.write_str(name),
+            Path::Field(Path::Root, name) => f.write_str(name),
             Path::Field(parent, name) => write!(f, "{parent}.{name}"),
             Path::Item(parent, key, value) => write!(f, "{parent}[{key}={value}]"),
         }
