@@ -1,6 +1,6 @@
 //! Kubernetes patch semantics over `serde_json::Value`.
 //!
-//! - [`json_patch`]: RFC 6902 (`application/json-patch+json`).
+//! - [`json_patch()`]: RFC 6902 (`application/json-patch+json`).
 //! - [`merge_patch`]: RFC 7386 (`application/merge-patch+json`).
 //! - [`strategic_merge_patch`]: Kubernetes strategic merge patch
 //!   (`application/strategic-merge-patch+json`), driven by per-field metadata supplied through

@@ -8,6 +8,10 @@
 //! mostly verbatim, so directives nested in them can leak into the stored object and a new map
 //! carrying `$patch: replace` is dropped. Here such a value is applied to nothing instead: its
 //! directives take effect and never reach the result.
+//!
+//! As upstream does, `$retainKeys` is honoured wherever it appears, so
+//! [`FieldStrategy::retain_keys`] does not affect how a patch applies: it only tells a patch
+//! *generator* where to emit the directive.
 
 mod list;
 mod order;
