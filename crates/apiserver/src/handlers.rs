@@ -195,34 +195,30 @@ impl ApiServer {
         let mut items = Vec::new();
         let mut start_after = (!from.start.is_empty()).then_some(from.start);
         let mut more = false;
-        loop {
+        let page_limit = limit.map(|l| l.clamp(1, 1000));
+        'pages: loop {
             let page = self
                 .objects
                 .store
-                .list(prefix, ListOptions { revision: Some(from.rv), start_after: start_after.clone(), limit: limit.map(|l| l.max(1).min(1000)) })
+                .list(prefix, ListOptions { revision: Some(from.rv), start_after: start_after.clone(), limit: page_limit })
                 .await
                 .map_err(|e| match e {
                     tugboat_store::StoreError::Compacted { .. } => ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."),
                     other => ApiError::from_store(other),
                 })?;
-            for kv in &page.items {
-                if limit.is_some_and(|l| items.len() >= l) {
-                    more = true;
-                    break;
-                }
+            for (i, kv) in page.items.iter().enumerate() {
+                start_after = Some(kv.key.clone());
                 let object = CachedObject::decode(resource, &kv.key, &kv.value, kv.mod_revision)
                     .map_err(|e| ApiError::internal(format!("stored object {} is not valid JSON: {e}", kv.key)))?;
-                start_after = Some(kv.key.clone());
                 if filter.matches(&object) {
                     items.push(Arc::new(object));
                 }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    more = i + 1 < page.items.len() || page.more;
+                    break 'pages;
+                }
             }
-            if more || !page.more {
-                more |= page.more && limit.is_some_and(|l| items.len() >= l);
-                break;
-            }
-            if limit.is_some_and(|l| items.len() >= l) {
-                more = true;
+            if !page.more {
                 break;
             }
         }

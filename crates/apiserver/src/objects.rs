@@ -185,7 +185,7 @@ impl Objects {
         }
         prepare_for_create(resource, &mut object);
         resource.apply_defaults(&mut object);
-        self.validate(resource, &object, None)?;
+        self.validate(resource, &object)?;
         if resource.namespaced {
             self.require_active_namespace(meta::namespace(&object)).await?;
         }
@@ -239,7 +239,7 @@ impl Objects {
             }
             let mut next = merge_update(resource, &current, desired, part);
             resource.apply_defaults(&mut next);
-            self.validate(resource, &next, Some(&current))?;
+            self.validate(resource, &next)?;
             if next == current {
                 return Ok(current);
             }
@@ -322,20 +322,9 @@ impl Objects {
         Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
     }
 
-    fn validate(&self, resource: &ResourceType, object: &Value, old: Option<&Value>) -> ApiResult<()> {
+    fn validate(&self, resource: &ResourceType, object: &Value) -> ApiResult<()> {
         let mut errors = validation::validate_object(resource, object);
         errors.extend(resource.validate(object));
-        if let Some(old) = old {
-            for (path, field) in [("/metadata/uid", "metadata.uid"), ("/metadata/creationTimestamp", "metadata.creationTimestamp")] {
-                if old.pointer(path) != object.pointer(path) {
-                    errors.push(validation::FieldError {
-                        reason: "FieldValueInvalid",
-                        field: field.into(),
-                        message: "field is immutable".into(),
-                    });
-                }
-            }
-        }
         if errors.is_empty() {
             Ok(())
         } else {
