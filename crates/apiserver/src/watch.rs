@@ -167,8 +167,8 @@ pub async fn serve(server: &ApiServer, path: &ResourcePath, query: &Query, forma
                             // Everything up to `applied` is in the log once `applied` is read.
                             let applied = cache.applied_revision();
                             if let Catchup::Changes(changes) = resource_cache.changes_after(after) {
-                                if changes.is_empty() && applied > after {
-                                    after = applied;
+                                if changes.is_empty() {
+                                    after = after.max(applied);
                                     if !send(encoder.bookmark(after)).await { return; }
                                 }
                             }
