@@ -47,6 +47,9 @@ impl CachedObject {
     /// Builds the served form of an object that already carries its resourceVersion.
     pub fn from_value(resource: &ResourceType, key: String, object: &Value, revision: Revision) -> Self {
         let fields = resource.field_selectors.iter().map(|path| meta::field_value(object, path)).collect();
+        let mut json = serde_json::to_vec(object).unwrap_or_default();
+        // The encoder grows its buffer by doubling; cached objects live long, so drop the slack.
+        json.shrink_to_fit();
         Self {
             key,
             namespace: meta::namespace(object).into(),
@@ -54,7 +57,7 @@ impl CachedObject {
             revision,
             labels: object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default(),
             fields,
-            json: Bytes::from(serde_json::to_vec(object).unwrap_or_default()),
+            json: Bytes::from(json),
         }
     }
 

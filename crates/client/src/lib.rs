@@ -61,7 +61,16 @@ impl Client {
             }
             _ => builder.with_no_client_auth(),
         };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().enable_http2().build();
+        // Without TCP_NODELAY small requests wait for delayed ACKs (tens of milliseconds).
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { http, base: config.server.trim_end_matches('/').to_owned() })
     }
