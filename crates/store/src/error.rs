@@ -24,4 +24,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("store is shutting down")]
     Closed,
+    /// Stored data that this build cannot make sense of (e.g. a non-UTF-8 key in etcd, a
+    /// missing history row): never produced by a correct store, so not worth retrying.
+    #[error("store data is inconsistent: {0}")]
+    Corrupt(String),
 }

@@ -9,6 +9,7 @@
 
 mod error;
 mod etcd;
+mod range;
 mod sqlite;
 
 pub use error::StoreError;

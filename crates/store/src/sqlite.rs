@@ -1,572 +1,740 @@
 //! The embedded backend: one SQLite database file in WAL mode.
 //!
 //! Every write appends a row to `log`, whose integer primary key is the revision (kine's idea:
-//! the log is the history, the newest row of a key is its value). One writer thread owns the
-//! write connection and commits whatever requests are waiting in one transaction: one fsync
-//! acknowledges a whole group of writes, so throughput grows with the number of concurrent
-//! writers while every acknowledged write is durable (`synchronous=FULL`).
+//! the log is the history, and the newest row of a key is its value; a deletion is a tombstone
+//! row). One writer thread owns the write connection and commits whatever requests are waiting
+//! in one transaction: one fsync acknowledges a whole group of writes, so throughput grows with
+//! the number of concurrent callers while every acknowledged write is durable
+//! (`synchronous=FULL`). Reads run on a small pool of read connections, which WAL lets proceed
+//! while the writer commits.
 //!
-//! Watchers are fed from the log (history) and from an in-process broadcast of committed
-//! batches (live); the revision order of the log makes the hand-over between the two exact.
+//! Watchers replay history from the log and then follow an in-process broadcast of committed
+//! events; the revision order of the log makes the hand-over between the two exact.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use tokio::sync::{broadcast, oneshot, watch};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::{oneshot, Semaphore};
 
+use crate::range::{check_readable, lower_bound, prefix_end, Lower};
 use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Revision, StoreError, WatchStream, FORMAT_VERSION};
 
-/// Tuning of the embedded store.
+/// Tuning of the embedded store. The defaults suit a small control plane.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
-    /// At most this many waiting writes share one transaction.
+    /// At most this many waiting writes share one transaction (and one fsync).
     pub max_batch: usize,
-    /// SQLite page cache per connection, in KiB.
-    pub cache_kib: i64,
+    /// SQLite page cache per connection, in KiB. Memory use is bounded by
+    /// `(readers + 1) * cache_kib`.
+    pub cache_kib: u32,
+    /// At most this many reads run at once, each on its own connection.
+    pub readers: usize,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { max_batch: 256, cache_kib: 16 * 1024 }
+        Self { max_batch: 256, cache_kib: 8 * 1024, readers: 4 }
     }
 }
 
-/// Rows read per query when replaying history to a watcher.
-const HISTORY_PAGE: i64 = 1000;
-/// Committed batches kept for watchers that fall behind before they re-read the log.
-const BROADCAST_BATCHES: usize = 4096;
+/// Events read per query when replaying history to a watcher.
+const HISTORY_PAGE: usize = 1000;
+/// Committed batches the live feed keeps for slow watchers; one that falls further behind
+/// re-reads the log instead, so this bounds memory, not correctness.
+const LIVE_BATCHES: usize = 256;
+/// Events buffered between a watcher's feeding task and its stream.
+const WATCH_BUFFER: usize = 256;
+/// Revisions compacted per transaction; the writer serves waiting writes between two slices.
+const COMPACTION_SLICE: Revision = 2_000;
+
+const SCHEMA_META: &str = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value NOT NULL)";
+const SCHEMA_LOG: &str = "
+    CREATE TABLE IF NOT EXISTS log (
+        revision INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        create_revision INTEGER NOT NULL,
+        prev_revision INTEGER NOT NULL,
+        deleted INTEGER NOT NULL
+    );
+    -- Descending so that 'ORDER BY key, revision DESC' (newest version first) needs no sort.
+    CREATE INDEX IF NOT EXISTS log_key_revision ON log (key, revision DESC);";
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Write {
     Create { key: String, value: Bytes },
     Update { key: String, value: Bytes, expected: Revision },
     Delete { key: String, expected: Option<Revision> },
-    Compact { revision: Revision },
 }
 
-enum Outcome {
-    Revision(Revision),
-    Deleted(KeyValue),
-    Compacted,
+impl Write {
+    fn key(&self) -> &str {
+        match self {
+            Write::Create { key, .. } | Write::Update { key, .. } | Write::Delete { key, .. } => key,
+        }
+    }
 }
 
-struct Request {
-    write: Write,
-    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+/// What the writer thread is asked to do. A write is answered with the event it produced.
+enum Command {
+    Write(Write, Reply<Event>),
+    Compact(Revision, Reply<()>),
 }
 
+/// State the writer, the readers and the watchers share.
 struct Shared {
     path: PathBuf,
-    options: SqliteOptions,
-    writes: Mutex<Option<mpsc::Sender<Request>>>,
-    readers: Mutex<Vec<Connection>>,
+    cache_kib: u32,
+    /// Bounds the number of concurrent reads, hence of read connections.
+    read_slots: Arc<Semaphore>,
+    idle_readers: Mutex<Vec<Connection>>,
+    /// Revision of the newest committed write; only the writer thread raises it, after commit.
     current: AtomicI64,
+    /// Raised before any row is deleted, so no reader is promised history being removed.
     compacted: AtomicI64,
-    committed: broadcast::Sender<Arc<Vec<Event>>>,
-    closed: watch::Sender<bool>,
 }
 
-/// The embedded SQLite store. Dropping it stops the writer and ends every watch stream.
+impl Shared {
+    fn current(&self) -> Revision {
+        self.current.load(Ordering::Acquire)
+    }
+
+    fn compacted(&self) -> Revision {
+        self.compacted.load(Ordering::Acquire)
+    }
+}
+
+/// The embedded SQLite store. Dropping it waits for the writer thread to finish the batch at
+/// hand and ends every watch stream.
 pub struct SqliteStore {
+    /// `None` only while dropping: closing the channel is what stops the writer.
+    commands: Option<mpsc::Sender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    live: broadcast::Sender<Arc<[Event]>>,
     shared: Arc<Shared>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`. Synchronous and quick: it does not
-    /// block on anything but the file itself, so it may be called from async code at start-up.
+    /// Opens (creating if needed) the database at `path`. Synchronous and quick, so it may be
+    /// called from async code at start-up: it only touches the file and starts the writer thread.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
-        let mut writer = connect(path, &options)?;
-        let (current, compacted) = initialize(&mut writer)?;
-        let (sender, receiver) = mpsc::channel();
+        let mut connection = connect(path, options.cache_kib)?;
+        let persisted = initialize(&mut connection)?;
         let shared = Arc::new(Shared {
             path: path.to_owned(),
-            options,
-            writes: Mutex::new(Some(sender)),
-            readers: Mutex::new(Vec::new()),
-            current: AtomicI64::new(current),
-            compacted: AtomicI64::new(compacted),
-            committed: broadcast::channel(BROADCAST_BATCHES).0,
-            closed: watch::channel(false).0,
+            cache_kib: options.cache_kib,
+            read_slots: Arc::new(Semaphore::new(options.readers.max(1))),
+            idle_readers: Mutex::new(Vec::new()),
+            current: AtomicI64::new(persisted.current),
+            compacted: AtomicI64::new(persisted.compacted),
         });
-        let for_writer = shared.clone();
-        std::thread::Builder::new()
-            .name("tugboat-sqlite-writer".into())
-            .spawn(move || write_loop(writer, receiver, &for_writer))?;
-        Ok(Self { shared })
+        let (commands, receiver) = mpsc::channel();
+        let live = broadcast::channel(LIVE_BATCHES).0;
+        let writer = Writer {
+            connection,
+            commands: receiver,
+            max_batch: options.max_batch.max(1),
+            shared: shared.clone(),
+            live: live.clone(),
+            compacted_through: persisted.compacted_through,
+            // A compaction interrupted by a crash resumes by itself.
+            compaction: (persisted.compacted_through < persisted.compacted).then(Vec::new),
+        };
+        let writer = std::thread::Builder::new().name("tugboat-sqlite-writer".into()).spawn(move || writer.run())?;
+        Ok(Self { commands: Some(commands), writer: Some(writer), live, shared })
     }
 
-    async fn write(&self, write: Write) -> Result<Outcome, StoreError> {
+    /// Hands a command to the writer thread and waits for its answer.
+    async fn submit<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        {
-            let writes = self.shared.writes.lock().unwrap_or_else(|e| e.into_inner());
-            let sender = writes.as_ref().ok_or(StoreError::Closed)?;
-            sender.send(Request { write, reply }).map_err(|_| StoreError::Closed)?;
-        }
+        let commands = self.commands.as_ref().ok_or(StoreError::Closed)?;
+        commands.send(command(reply)).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `read` on a pooled read connection off the async threads.
-    async fn read<T: Send + 'static>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
-        read_on(self.shared.clone(), read).await
+    async fn write(&self, write: Write) -> Result<Event, StoreError> {
+        self.submit(|reply| Command::Write(write, reply)).await
     }
 
-    fn check_readable(&self, revision: Option<Revision>) -> Result<(), StoreError> {
-        let Some(requested) = revision else { return Ok(()) };
-        let compacted = self.shared.compacted.load(Ordering::Acquire);
-        if requested < compacted {
-            return Err(StoreError::Compacted { requested, compacted });
-        }
-        let current = self.shared.current.load(Ordering::Acquire);
-        if requested > current {
-            return Err(StoreError::FutureRevision { requested, current });
-        }
-        Ok(())
+    /// Runs `query` at `revision` (the current one if `None`) on a read connection.
+    async fn read_at<T: Send + 'static>(
+        &self,
+        revision: Option<Revision>,
+        query: impl FnOnce(&Connection, Revision) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let at = match revision {
+            Some(requested) => {
+                check_readable(requested, self.shared.compacted(), self.shared.current())?;
+                requested
+            }
+            None => self.shared.current(),
+        };
+        let shared = self.shared.clone();
+        read(&self.shared, move |connection| {
+            let result = query(connection, at)?;
+            // A compaction that started after the check above may have removed rows this read
+            // needed; the compacted revision is raised before any deletion, so this catches it.
+            check_not_compacted(at, &shared)?;
+            Ok(result)
+        })
+        .await
     }
 }
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.shared.writes.lock().unwrap_or_else(|e| e.into_inner()).take();
-        self.shared.closed.send_replace(true);
-    }
-}
-
-async fn read_on<T: Send + 'static>(
-    shared: Arc<Shared>,
-    read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(move || {
-        let pooled = shared.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let connection = match pooled {
-            Some(c) => c,
-            None => connect(&shared.path, &shared.options)?,
-        };
-        let result = read(&connection);
-        shared.readers.lock().unwrap_or_else(|e| e.into_inner()).push(connection);
-        result
-    })
-    .await
-    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
-}
-
-fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path)?;
-    connection.busy_timeout(std::time::Duration::from_secs(30))?;
-    connection.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-{}; PRAGMA temp_store=MEMORY;",
-        options.cache_kib
-    ))?;
-    Ok(connection)
-}
-
-/// Creates the schema on first use and checks the format version. Returns the current and the
-/// compacted revision.
-fn initialize(connection: &mut Connection) -> Result<(Revision, Revision), StoreError> {
-    let tx = connection.transaction()?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS log (
-             revision INTEGER PRIMARY KEY,
-             key TEXT NOT NULL,
-             value BLOB NOT NULL,
-             create_revision INTEGER NOT NULL,
-             prev_revision INTEGER NOT NULL,
-             deleted INTEGER NOT NULL);
-         CREATE INDEX IF NOT EXISTS log_key_revision ON log (key, revision DESC);",
-    )?;
-    let meta = |name: &str| -> Result<Option<String>, rusqlite::Error> {
-        tx.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| row.get(0)).optional()
-    };
-    match meta("format_version")? {
-        None => {
-            tx.execute("INSERT INTO meta (name, value) VALUES ('format_version', ?1), ('current_revision', '1'), ('compacted_revision', '0')", [FORMAT_VERSION.to_string()])?;
-        }
-        Some(v) if v == FORMAT_VERSION.to_string() => {}
-        Some(found) => return Err(StoreError::UnsupportedFormat { found, expected: FORMAT_VERSION }),
-    }
-    let number = |name: &str| -> Result<Revision, StoreError> {
-        let text = meta(name)?.unwrap_or_default();
-        text.parse().map_err(|_| StoreError::UnsupportedFormat { found: format!("{name}={text:?}"), expected: FORMAT_VERSION })
-    };
-    let current = number("current_revision")?;
-    let compacted = number("compacted_revision")?;
-    tx.commit()?;
-    Ok((current, compacted))
-}
-
-/// The newest row of `key` (live or tombstone).
-struct Latest {
-    revision: Revision,
-    create_revision: Revision,
-    deleted: bool,
-    value: Bytes,
-}
-
-fn latest(tx: &Transaction, key: &str) -> Result<Option<Latest>, rusqlite::Error> {
-    tx.prepare_cached("SELECT revision, create_revision, deleted, value FROM log WHERE key = ?1 ORDER BY revision DESC LIMIT 1")?
-        .query_row([key], |row| {
-            Ok(Latest {
-                revision: row.get(0)?,
-                create_revision: row.get(1)?,
-                deleted: row.get::<_, i64>(2)? != 0,
-                value: Bytes::from(row.get::<_, Vec<u8>>(3)?),
-            })
-        })
-        .optional()
-}
-
-fn live(latest: Option<Latest>) -> Option<Latest> {
-    latest.filter(|l| !l.deleted)
-}
-
-impl Latest {
-    fn key_value(&self, key: &str) -> KeyValue {
-        KeyValue { key: key.to_owned(), value: self.value.clone(), create_revision: self.create_revision, mod_revision: self.revision }
-    }
-}
-
-/// Applies one write inside the batch transaction. `Err` fails only this request.
-fn apply(tx: &Transaction, write: &Write, revision: Revision, events: &mut Vec<Event>) -> Result<Outcome, StoreError> {
-    let insert = |key: &str, value: &[u8], create: Revision, prev: Revision, deleted: bool| {
-        tx.prepare_cached("INSERT INTO log (revision, key, value, create_revision, prev_revision, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-            .execute(params![revision, key, value, create, prev, deleted as i64])
-    };
-    match write {
-        Write::Create { key, value } => {
-            if live(latest(tx, key)?).is_some() {
-                return Err(StoreError::AlreadyExists { key: key.clone() });
-            }
-            insert(key, value, revision, 0, false)?;
-            let kv = KeyValue { key: key.clone(), value: value.clone(), create_revision: revision, mod_revision: revision };
-            events.push(Event { kind: EventKind::Put, kv, prev: None });
-            Ok(Outcome::Revision(revision))
-        }
-        Write::Update { key, value, expected } => {
-            let current = live(latest(tx, key)?).ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
-            if current.revision != *expected {
-                return Err(StoreError::Conflict { key: key.clone(), current: Some(Box::new(current.key_value(key))) });
-            }
-            insert(key, value, current.create_revision, current.revision, false)?;
-            let kv = KeyValue { key: key.clone(), value: value.clone(), create_revision: current.create_revision, mod_revision: revision };
-            events.push(Event { kind: EventKind::Put, kv, prev: Some(current.key_value(key)) });
-            Ok(Outcome::Revision(revision))
-        }
-        Write::Delete { key, expected } => {
-            let current = live(latest(tx, key)?).ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
-            if expected.is_some_and(|e| e != current.revision) {
-                return Err(StoreError::Conflict { key: key.clone(), current: Some(Box::new(current.key_value(key))) });
-            }
-            insert(key, &[], current.create_revision, current.revision, true)?;
-            let kv = KeyValue { mod_revision: revision, ..current.key_value(key) };
-            events.push(Event { kind: EventKind::Delete, kv: kv.clone(), prev: Some(current.key_value(key)) });
-            Ok(Outcome::Deleted(kv))
-        }
-        Write::Compact { .. } => unreachable!("compaction runs outside write batches"),
-    }
-}
-
-fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, shared: &Shared) {
-    while let Ok(first) = requests.recv() {
-        let mut batch = vec![first];
-        while batch.len() < shared.options.max_batch {
-            match requests.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        // Compactions run alone: they are long and must not delay a batch's acknowledgement.
-        let (compactions, writes): (Vec<Request>, Vec<Request>) = batch.into_iter().partition(|r| matches!(r.write, Write::Compact { .. }));
-        if !writes.is_empty() {
-            commit_batch(&mut connection, writes, shared);
-        }
-        for request in compactions {
-            let Write::Compact { revision } = request.write else { continue };
-            let result = compact(&mut connection, revision, shared).map(|()| Outcome::Compacted);
-            let _ = request.reply.send(result);
-        }
-    }
-}
-
-fn commit_batch(connection: &mut Connection, batch: Vec<Request>, shared: &Shared) {
-    let start = shared.current.load(Ordering::Acquire);
-    let mut events = Vec::with_capacity(batch.len());
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let result = (|| -> Result<Revision, StoreError> {
-        let tx = connection.transaction()?;
-        let mut revision = start;
-        for request in &batch {
-            let result = apply(&tx, &request.write, revision + 1, &mut events);
-            if result.is_ok() {
-                revision += 1;
-            }
-            outcomes.push(result);
-        }
-        if revision != start {
-            tx.execute("UPDATE meta SET value = ?1 WHERE name = 'current_revision'", [revision.to_string()])?;
-        }
-        tx.commit()?;
-        Ok(revision)
-    })();
-    match result {
-        Ok(revision) => {
-            shared.current.store(revision, Ordering::Release);
-            if !events.is_empty() {
-                // No receivers is fine: nobody watches.
-                let _ = shared.committed.send(Arc::new(events));
-            }
-            for (request, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = request.reply.send(outcome);
-            }
-        }
-        Err(error) => {
-            let message = error.to_string();
-            tracing::error!(%message, "sqlite write batch failed; nothing in it was stored");
-            for request in batch {
-                let _ = request.reply.send(Err(StoreError::Io(std::io::Error::other(message.clone()))));
+        // Closing the channel stops the writer once it has finished what it is doing. Waiting for
+        // it means the database is closed when this returns, so it can be reopened at once.
+        self.commands.take();
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("the SQLite writer thread panicked");
             }
         }
     }
 }
 
-/// Removes history below `revision`, keeping what reads at `revision` and later need.
-fn compact(connection: &mut Connection, revision: Revision, shared: &Shared) -> Result<(), StoreError> {
-    let revision = revision.min(shared.current.load(Ordering::Acquire));
-    if revision <= shared.compacted.load(Ordering::Acquire) {
-        return Ok(());
-    }
-    // Record the new floor first, so no reader is promised history being deleted.
-    connection.execute("UPDATE meta SET value = ?1 WHERE name = 'compacted_revision'", [revision.to_string()])?;
-    shared.compacted.store(revision, Ordering::Release);
-    // In slices of the revision space, each its own short transaction.
-    let oldest: Revision = connection.query_row("SELECT COALESCE(MIN(revision), 0) FROM log", [], |r| r.get(0))?;
-    let mut low = oldest;
-    while low <= revision {
-        let high = (low + 10_000).min(revision + 1);
-        connection.execute(
-            "DELETE FROM log WHERE revision >= ?1 AND revision < ?2 AND revision <= ?3 AND (
-                 deleted = 1 OR EXISTS (SELECT 1 FROM log AS newer WHERE newer.key = log.key
-                                        AND newer.revision > log.revision AND newer.revision <= ?3))",
-            params![low, high, revision],
-        )?;
-        low = high;
+fn check_not_compacted(revision: Revision, shared: &Shared) -> Result<(), StoreError> {
+    let compacted = shared.compacted();
+    if revision < compacted {
+        return Err(StoreError::Compacted { requested: revision, compacted });
     }
     Ok(())
 }
 
-fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        if let Some(next) = char::from_u32(last as u32 + 1) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
+fn connect(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)?;
+    // Readers wait briefly while a checkpoint resets the WAL; nothing else should ever wait.
+    connection.busy_timeout(Duration::from_secs(10))?;
+    let mode: String = connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Io(std::io::Error::other(format!(
+            "{}: SQLite cannot use write-ahead logging there (journal mode is {mode}); put the data directory on a local filesystem",
+            path.display()
+        ))));
+    }
+    // FULL: in WAL mode every commit fsyncs the log, so an acknowledged write survives power loss.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    // Negative: a size in KiB rather than in pages.
+    connection.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+    Ok(connection)
+}
+
+fn connect_reader(shared: &Shared) -> Result<Connection, StoreError> {
+    let connection = connect(&shared.path, shared.cache_kib)?;
+    connection.pragma_update(None, "query_only", true)?;
+    Ok(connection)
+}
+
+/// Runs `query` on a pooled read connection, off the async worker threads.
+async fn read<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let slot = shared.read_slots.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let idle = shared.idle_readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => connect_reader(&shared)?,
+        };
+        let result = query(&connection);
+        shared.idle_readers.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+        result
+    })
+    .await
+    .map_err(|error| StoreError::Io(std::io::Error::other(format!("SQLite read task failed: {error}"))))?
+}
+
+/// What `initialize` finds on disk.
+struct Persisted {
+    current: Revision,
+    compacted: Revision,
+    /// Log rows made obsolete up to this revision have been deleted (see [`delete_obsolete`]).
+    compacted_through: Revision,
+}
+
+/// Creates the schema on first use and checks the format version.
+fn initialize(connection: &mut Connection) -> Result<Persisted, StoreError> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA_META)?;
+    // Checked before touching `log`, whose layout another format version may not share.
+    let found: Option<String> = tx
+        .query_row("SELECT CAST(value AS TEXT) FROM meta WHERE name = 'format_version'", [], |row| row.get(0))
+        .optional()?;
+    match found {
+        None => {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('format_version', ?1), ('compacted_revision', 0), ('compacted_through', 0)",
+                [i64::from(FORMAT_VERSION)],
+            )?;
+        }
+        Some(found) if found == FORMAT_VERSION.to_string() => {}
+        Some(found) => return Err(StoreError::UnsupportedFormat { found, expected: FORMAT_VERSION }),
+    }
+    tx.execute_batch(SCHEMA_LOG)?;
+    let meta = |name: &str| -> Result<Revision, StoreError> {
+        let value = tx.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| row.get(0)).optional()?;
+        value.ok_or_else(|| StoreError::Corrupt(format!("the meta table has no {name}")))
+    };
+    let compacted = meta("compacted_revision")?;
+    let compacted_through = meta("compacted_through")?;
+    let newest: Revision = tx.query_row("SELECT COALESCE(MAX(revision), 1) FROM log", [], |row| row.get(0))?;
+    tx.commit()?;
+    // Compaction may have deleted the newest rows (tombstones), but none above the compacted
+    // revision, so the larger of the two is the revision the store had reached.
+    Ok(Persisted { current: newest.max(compacted), compacted, compacted_through })
+}
+
+/// The value of `key` at `revision`: its newest version there, unless that is a tombstone.
+fn version_at(connection: &Connection, key: &str, revision: Revision) -> Result<Option<KeyValue>, rusqlite::Error> {
+    let row = connection
+        .prepare_cached(
+            "SELECT revision, create_revision, deleted, value FROM log
+             WHERE key = ?1 AND revision <= ?2 ORDER BY revision DESC LIMIT 1",
+        )?
+        .query_row(params![key, revision], |row| version(key, row))
+        .optional()?;
+    Ok(row.flatten())
+}
+
+/// Reads a row whose first columns are `revision, create_revision, deleted, value`.
+fn version(key: &str, row: &rusqlite::Row) -> Result<Option<KeyValue>, rusqlite::Error> {
+    if row.get::<_, bool>(2)? {
+        return Ok(None);
+    }
+    Ok(Some(KeyValue {
+        key: key.to_owned(),
+        value: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+        create_revision: row.get(1)?,
+        mod_revision: row.get(0)?,
+    }))
+}
+
+/// Every version of every key from `?1` on (compared with `comparison`), at or below revision
+/// `?2`, below `?3` if `bounded`: in key order and newest first within a key (the key index yields
+/// this order without sorting), so the first row of a key is its value at `?2`.
+fn list_sql(comparison: &str, bounded: bool) -> String {
+    format!(
+        "SELECT revision, create_revision, deleted, value, key FROM log
+         WHERE key {comparison} ?1 AND revision <= ?2 {} ORDER BY key, revision DESC",
+        if bounded { "AND key < ?3" } else { "" }
+    )
+}
+
+/// Keys in `prefix` after `start_after` at `revision`; true if more follow the last one returned.
+fn list_at(
+    connection: &Connection,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: Option<usize>,
+    revision: Revision,
+) -> Result<(Vec<KeyValue>, bool), rusqlite::Error> {
+    let (comparison, start) = match lower_bound(prefix, start_after) {
+        Lower::From(key) => (">=", key),
+        Lower::After(key) => (">", key),
+    };
+    let end = prefix_end(prefix);
+    let mut statement = connection.prepare_cached(&list_sql(comparison, end.is_some()))?;
+    let mut rows = match &end {
+        Some(end) => statement.query(params![start, revision, end])?,
+        None => statement.query(params![start, revision])?,
+    };
+    let mut items = Vec::new();
+    let mut previous_key: Option<String> = None;
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(4)?;
+        if previous_key.as_deref() == Some(key.as_str()) {
+            continue;
+        }
+        let Some(item) = version(&key, row)? else {
+            previous_key = Some(key);
+            continue;
+        };
+        if limit.is_some_and(|limit| items.len() >= limit) {
+            return Ok((items, true));
+        }
+        items.push(item);
+        previous_key = Some(key);
+    }
+    Ok((items, false))
+}
+
+/// Rows after revision `?1` with keys from `?2` and below `?3` (if not NULL), at most `?4`, with
+/// the version each replaced. `+l.key` keeps SQLite off the key index: walking the log in revision
+/// order from `?1` costs what was written since, whatever the prefix ("/" included), while the key
+/// index would need every version under the prefix sorted.
+const HISTORY_SQL: &str = "
+    SELECT l.revision, l.key, l.value, l.create_revision, l.deleted, p.revision, p.value
+    FROM log AS l LEFT JOIN log AS p ON p.revision = l.prev_revision
+    WHERE l.revision > ?1 AND +l.key >= ?2 AND (?3 IS NULL OR +l.key < ?3)
+    ORDER BY l.revision LIMIT ?4";
+
+/// Changes to keys in `prefix` after revision `after`, oldest first, at most [`HISTORY_PAGE`].
+fn history(connection: &Connection, prefix: &str, after: Revision) -> Result<Vec<Event>, StoreError> {
+    let mut statement = connection.prepare_cached(HISTORY_SQL)?;
+    let mut rows = statement.query(params![after, prefix, prefix_end(prefix), HISTORY_PAGE as i64])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        let revision: Revision = row.get(0)?;
+        let key: String = row.get(1)?;
+        // A version keeps the create revision of the one it replaces.
+        let create_revision: Revision = row.get(3)?;
+        let prev = match row.get::<_, Option<Revision>>(5)? {
+            Some(mod_revision) => {
+                Some(KeyValue { key: key.clone(), value: Bytes::from(row.get::<_, Vec<u8>>(6)?), create_revision, mod_revision })
+            }
+            None => None,
+        };
+        let event = if row.get::<_, bool>(4)? {
+            // Compaction keeps the version a tombstone above the compacted revision replaced.
+            let prev = prev.ok_or_else(|| {
+                StoreError::Corrupt(format!("the deletion of {key:?} at revision {revision} has no previous version in the log"))
+            })?;
+            Event { kind: EventKind::Delete, kv: KeyValue { mod_revision: revision, ..prev.clone() }, prev: Some(prev) }
+        } else {
+            let value = Bytes::from(row.get::<_, Vec<u8>>(2)?);
+            Event { kind: EventKind::Put, kv: KeyValue { key, value, create_revision, mod_revision: revision }, prev }
+        };
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// The writer thread: the only user of the write connection and the only one raising
+/// `current`, so revisions are assigned without any further locking.
+struct Writer {
+    connection: Connection,
+    commands: mpsc::Receiver<Command>,
+    max_batch: usize,
+    shared: Arc<Shared>,
+    live: broadcast::Sender<Arc<[Event]>>,
+    compacted_through: Revision,
+    /// `Some` while compaction work is pending, holding the callers waiting for it to finish.
+    compaction: Option<Vec<Reply<()>>>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let first = if self.compaction.is_some() {
+                match self.commands.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match self.commands.recv() {
+                    Ok(command) => Some(command),
+                    Err(mpsc::RecvError) => return,
+                }
+            };
+            if let Some(first) = first {
+                self.serve(first);
+            }
+            // One slice after each batch: writes wait for at most one slice, and a steady stream
+            // of writes cannot starve compaction.
+            if self.compaction.is_some() {
+                self.compact_slice();
+            }
         }
     }
-    None
+
+    /// Handles `first` and whatever else is already waiting, up to `max_batch` commands.
+    fn serve(&mut self, first: Command) {
+        let mut writes = Vec::new();
+        let mut compactions = Vec::new();
+        let mut next = Some(first);
+        while let Some(command) = next {
+            match command {
+                Command::Write(write, reply) => writes.push((write, reply)),
+                Command::Compact(revision, reply) => compactions.push((revision, reply)),
+            }
+            next = if writes.len() + compactions.len() < self.max_batch { self.commands.try_recv().ok() } else { None };
+        }
+        if !writes.is_empty() {
+            self.commit(writes);
+        }
+        for (revision, reply) in compactions {
+            self.start_compaction(revision, reply);
+        }
+    }
+
+    /// Applies `writes` in one transaction, then answers each caller: group commit.
+    fn commit(&mut self, writes: Vec<(Write, Reply<Event>)>) {
+        let first = self.shared.current() + 1;
+        match apply_all(&mut self.connection, writes.iter().map(|(write, _)| write), first) {
+            Ok(outcomes) => {
+                let events: Vec<Event> = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok().cloned()).collect();
+                if let Some(last) = events.last() {
+                    // Durable now: make it visible, then tell the watchers (none listening is fine).
+                    self.shared.current.store(last.revision(), Ordering::Release);
+                    let _ = self.live.send(events.into());
+                }
+                for ((_, reply), outcome) in writes.into_iter().zip(outcomes) {
+                    // The caller may have given up waiting; the write stands regardless.
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, writes = writes.len(), "SQLite write transaction failed; none of its writes were stored");
+                for (_, reply) in writes {
+                    let _ = reply.send(Err(failure("write transaction", &error)));
+                }
+            }
+        }
+    }
+
+    fn start_compaction(&mut self, revision: Revision, reply: Reply<()>) {
+        let current = self.shared.current();
+        if revision > current {
+            let _ = reply.send(Err(StoreError::FutureRevision { requested: revision, current }));
+            return;
+        }
+        if revision > self.shared.compacted() {
+            // Recorded before deleting anything, so no reader is promised history being removed.
+            if let Err(error) = self.connection.execute("UPDATE meta SET value = ?1 WHERE name = 'compacted_revision'", [revision]) {
+                let _ = reply.send(Err(error.into()));
+                return;
+            }
+            self.shared.compacted.store(revision, Ordering::Release);
+        }
+        // Answered by `compact_slice` once the log is compacted through the compacted revision.
+        self.compaction.get_or_insert_with(Vec::new).push(reply);
+    }
+
+    fn compact_slice(&mut self) {
+        let target = self.shared.compacted();
+        if self.compacted_through < target {
+            let high = (self.compacted_through + COMPACTION_SLICE).min(target);
+            if let Err(error) = delete_obsolete(&mut self.connection, self.compacted_through, high) {
+                tracing::error!(%error, "SQLite compaction failed; the next compaction retries it");
+                for reply in self.compaction.take().unwrap_or_default() {
+                    let _ = reply.send(Err(failure("compaction", &error)));
+                }
+                return;
+            }
+            self.compacted_through = high;
+        }
+        if self.compacted_through >= target {
+            for reply in self.compaction.take().unwrap_or_default() {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
 }
 
-fn row_event(row: &rusqlite::Row) -> Result<Event, rusqlite::Error> {
-    let revision: Revision = row.get(0)?;
-    let key: String = row.get(1)?;
-    let value = Bytes::from(row.get::<_, Vec<u8>>(2)?);
-    let create_revision: Revision = row.get(3)?;
-    let deleted = row.get::<_, i64>(4)? != 0;
-    let prev = match row.get::<_, Option<Revision>>(5)? {
-        Some(prev_revision) => Some(KeyValue {
-            key: key.clone(),
-            value: Bytes::from(row.get::<_, Vec<u8>>(6)?),
-            create_revision: row.get(7)?,
-            mod_revision: prev_revision,
-        }),
-        None => None,
+/// The error each caller of a failed shared transaction gets (`rusqlite::Error` is not `Clone`).
+fn failure(what: &str, error: &rusqlite::Error) -> StoreError {
+    StoreError::Io(std::io::Error::other(format!("SQLite {what} failed: {error}")))
+}
+
+/// Applies `writes` in one transaction, assigning revisions from `first` on to those whose
+/// condition holds. The outer error fails the whole transaction; the inner results are each
+/// write's own outcome.
+fn apply_all<'a>(
+    connection: &mut Connection,
+    writes: impl Iterator<Item = &'a Write>,
+    first: Revision,
+) -> Result<Vec<Result<Event, StoreError>>, rusqlite::Error> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut next = first;
+    let mut outcomes = Vec::new();
+    for write in writes {
+        let outcome = apply(&tx, write, next)?;
+        if outcome.is_ok() {
+            next += 1;
+        }
+        outcomes.push(outcome);
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// Checks the condition of `write` against the state so far (earlier writes of the same batch
+/// included) and, if it holds, appends its row at `revision`. A refusal costs no revision.
+fn apply(connection: &Connection, write: &Write, revision: Revision) -> Result<Result<Event, StoreError>, rusqlite::Error> {
+    let key = write.key();
+    let current = version_at(connection, key, Revision::MAX)?;
+    let event = match (write, current) {
+        (Write::Create { .. }, Some(_)) => return Ok(Err(StoreError::AlreadyExists { key: key.to_owned() })),
+        (Write::Update { .. } | Write::Delete { .. }, None) => return Ok(Err(StoreError::NotFound { key: key.to_owned() })),
+        (Write::Update { expected, .. }, Some(current)) | (Write::Delete { expected: Some(expected), .. }, Some(current))
+            if current.mod_revision != *expected =>
+        {
+            return Ok(Err(StoreError::Conflict { key: key.to_owned(), current: Some(Box::new(current)) }));
+        }
+        (Write::Create { value, .. }, None) => Event {
+            kind: EventKind::Put,
+            kv: KeyValue { key: key.to_owned(), value: value.clone(), create_revision: revision, mod_revision: revision },
+            prev: None,
+        },
+        (Write::Update { value, .. }, Some(current)) => Event {
+            kind: EventKind::Put,
+            kv: KeyValue { key: key.to_owned(), value: value.clone(), create_revision: current.create_revision, mod_revision: revision },
+            prev: Some(current),
+        },
+        (Write::Delete { .. }, Some(current)) => {
+            Event { kind: EventKind::Delete, kv: KeyValue { mod_revision: revision, ..current.clone() }, prev: Some(current) }
+        }
     };
-    Ok(if deleted {
-        let last = prev.clone().unwrap_or(KeyValue { key: key.clone(), value: Bytes::new(), create_revision, mod_revision: revision });
-        Event { kind: EventKind::Delete, kv: KeyValue { mod_revision: revision, ..last }, prev }
-    } else {
-        Event { kind: EventKind::Put, kv: KeyValue { key, value, create_revision, mod_revision: revision }, prev }
-    })
+    // A tombstone keeps no value: its event's value is that of the version it replaces.
+    let (value, deleted) = match event.kind {
+        EventKind::Put => (event.kv.value.as_ref(), false),
+        EventKind::Delete => (&[][..], true),
+    };
+    let prev_revision = event.prev.as_ref().map_or(0, |prev| prev.mod_revision);
+    connection
+        .prepare_cached(
+            "INSERT INTO log (revision, key, value, create_revision, prev_revision, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![revision, key, value, event.kv.create_revision, prev_revision, deleted])?;
+    Ok(Ok(event))
 }
 
-/// Changes after `after` under `prefix`, oldest first, at most one page.
-fn history(connection: &Connection, prefix: &str, after: Revision) -> Result<Vec<Event>, StoreError> {
-    let end = prefix_end(prefix);
-    let mut statement = connection.prepare_cached(
-        "SELECT l.revision, l.key, l.value, l.create_revision, l.deleted, p.revision, p.value, p.create_revision
-         FROM log AS l LEFT JOIN log AS p ON p.revision = l.prev_revision AND l.prev_revision > 0
-         WHERE l.revision > ?1 AND l.key >= ?2 AND (?3 IS NULL OR l.key < ?3)
-         ORDER BY l.revision LIMIT ?4",
+/// Deletes the rows made obsolete by the writes in revisions `(low, high]`: the versions those
+/// writes replaced, and the tombstones among them. A version replaced only after `high` stays:
+/// reads at `high` and later need it. Every row links to the version it replaced
+/// (`prev_revision`), so this touches only the slice and the rows it names.
+fn delete_obsolete(connection: &mut Connection, low: Revision, high: Revision) -> Result<(), rusqlite::Error> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "DELETE FROM log WHERE revision IN
+             (SELECT prev_revision FROM log WHERE revision > ?1 AND revision <= ?2 AND prev_revision > 0)",
+        params![low, high],
     )?;
-    let rows = statement.query_map(params![after, prefix, end, HISTORY_PAGE], row_event)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    tx.execute("DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND deleted", params![low, high])?;
+    tx.execute("UPDATE meta SET value = ?1 WHERE name = 'compacted_through'", [high])?;
+    tx.commit()
+}
+
+/// Feeds one watcher: history from the log, then the live feed, falling back to the log whenever
+/// it lags. Ends when the store or the stream's reader goes away, or with an error item.
+async fn feed_watcher(
+    shared: Arc<Shared>,
+    prefix: String,
+    after: Revision,
+    mut live: broadcast::Receiver<Arc<[Event]>>,
+    sender: tokio::sync::mpsc::Sender<Result<Event, StoreError>>,
+) {
+    let mut last = after;
+    if let Err(error) = follow(&shared, &prefix, &mut last, &mut live, &sender).await {
+        let _ = sender.send(Err(error)).await;
+    }
+}
+
+/// Returns `Ok` when there is nobody left to deliver to or nothing left to deliver.
+async fn follow(
+    shared: &Arc<Shared>,
+    prefix: &str,
+    last: &mut Revision,
+    live: &mut broadcast::Receiver<Arc<[Event]>>,
+    sender: &tokio::sync::mpsc::Sender<Result<Event, StoreError>>,
+) -> Result<(), StoreError> {
+    loop {
+        // Catch up from the log. Everything committed before `live` was subscribed (or before
+        // it lagged) is in there.
+        loop {
+            let (after, owned_prefix, for_check) = (*last, prefix.to_owned(), shared.clone());
+            let page = read(shared, move |connection| {
+                let page = history(connection, &owned_prefix, after)?;
+                check_not_compacted(after, &for_check)?;
+                Ok(page)
+            })
+            .await?;
+            let complete = page.len() < HISTORY_PAGE;
+            for event in page {
+                *last = event.revision();
+                if sender.send(Ok(event)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if complete {
+                break;
+            }
+        }
+        // Follow the live feed, skipping what the log already delivered.
+        loop {
+            let batch = tokio::select! {
+                batch = live.recv() => batch,
+                () = sender.closed() => return Ok(()),
+            };
+            match batch {
+                Ok(events) => {
+                    let seen = *last;
+                    for event in events.iter().filter(|event| event.revision() > seen && event.kv.key.starts_with(prefix)) {
+                        *last = event.revision();
+                        if sender.send(Ok(event.clone())).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl crate::Store for SqliteStore {
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        Ok(self.shared.current.load(Ordering::Acquire))
+        Ok(self.shared.current())
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
-        match self.write(Write::Create { key: key.to_owned(), value }).await? {
-            Outcome::Revision(r) => Ok(r),
-            _ => unreachable!("a create answers with its revision"),
-        }
+        self.write(Write::Create { key: key.to_owned(), value }).await.map(|event| event.revision())
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision, StoreError> {
-        match self.write(Write::Update { key: key.to_owned(), value, expected }).await? {
-            Outcome::Revision(r) => Ok(r),
-            _ => unreachable!("an update answers with its revision"),
-        }
+        self.write(Write::Update { key: key.to_owned(), value, expected }).await.map(|event| event.revision())
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
-        match self.write(Write::Delete { key: key.to_owned(), expected }).await? {
-            Outcome::Deleted(kv) => Ok(kv),
-            _ => unreachable!("a delete answers with the deleted value"),
-        }
+        self.write(Write::Delete { key: key.to_owned(), expected }).await.map(|event| event.kv)
     }
 
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<Option<KeyValue>, StoreError> {
-        self.check_readable(revision)?;
-        let at = revision.unwrap_or(Revision::MAX);
         let key = key.to_owned();
-        self.read(move |c| {
-            let row = c
-                .prepare_cached("SELECT revision, create_revision, deleted, value FROM log WHERE key = ?1 AND revision <= ?2 ORDER BY revision DESC LIMIT 1")?
-                .query_row(params![key, at], |row| {
-                    Ok((row.get::<_, Revision>(0)?, row.get::<_, Revision>(1)?, row.get::<_, i64>(2)? != 0, row.get::<_, Vec<u8>>(3)?))
-                })
-                .optional()?;
-            Ok(row.filter(|r| !r.2).map(|(mod_revision, create_revision, _, value)| KeyValue {
-                key,
-                value: Bytes::from(value),
-                create_revision,
-                mod_revision,
-            }))
-        })
-        .await
+        self.read_at(revision, move |connection, at| Ok(version_at(connection, &key, at)?)).await
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult, StoreError> {
-        self.check_readable(options.revision)?;
-        // Read the revision before the rows: rows newer than it are filtered out below.
-        let revision = options.revision.unwrap_or_else(|| self.shared.current.load(Ordering::Acquire));
         let prefix = prefix.to_owned();
-        let limit = options.limit.filter(|l| *l > 0);
-        self.read(move |c| {
-            let end = prefix_end(&prefix);
-            let lower = options.start_after.filter(|s| *s >= prefix);
-            // Newest row per key at `revision`, in key order: the first row of each key group.
-            let mut statement = c.prepare_cached(
-                "SELECT key, revision, create_revision, deleted, value FROM log
-                 WHERE key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) AND revision <= ?4
-                 ORDER BY key, revision DESC",
-            )?;
-            let mut rows = statement.query(params![prefix, lower, end, revision])?;
-            let mut items = Vec::new();
-            let mut last_key: Option<String> = None;
-            let mut more = false;
-            while let Some(row) = rows.next()? {
-                let key: String = row.get(0)?;
-                if last_key.as_deref() == Some(key.as_str()) {
-                    continue;
-                }
-                last_key = Some(key.clone());
-                if row.get::<_, i64>(3)? != 0 {
-                    continue;
-                }
-                if limit.is_some_and(|l| items.len() >= l) {
-                    more = true;
-                    break;
-                }
-                items.push(KeyValue {
-                    key,
-                    mod_revision: row.get(1)?,
-                    create_revision: row.get(2)?,
-                    value: Bytes::from(row.get::<_, Vec<u8>>(4)?),
-                });
-            }
-            Ok(ListResult { items, revision, more })
+        let limit = options.limit.filter(|&limit| limit > 0);
+        self.read_at(options.revision, move |connection, at| {
+            let (items, more) = list_at(connection, &prefix, options.start_after.as_deref(), limit, at)?;
+            Ok(ListResult { items, revision: at, more })
         })
         .await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
-        let compacted = self.shared.compacted.load(Ordering::Acquire);
-        if after < compacted {
-            return Err(StoreError::Compacted { requested: after, compacted });
-        }
-        // Subscribe before reading history, so nothing committed in between is missed.
-        let mut live = self.shared.committed.subscribe();
-        let mut closed = self.shared.closed.subscribe();
-        let shared = self.shared.clone();
-        let prefix = prefix.to_owned();
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, StoreError>>(256);
-        tokio::spawn(async move {
-            let mut last = after;
-            let mut catch_up = true;
-            loop {
-                if catch_up {
-                    let compacted = shared.compacted.load(Ordering::Acquire);
-                    if last < compacted {
-                        let _ = sender.send(Err(StoreError::Compacted { requested: last, compacted })).await;
-                        return;
-                    }
-                    let page = {
-                        let prefix = prefix.clone();
-                        read_on(shared.clone(), move |c| history(c, &prefix, last)).await
-                    };
-                    let page = match page {
-                        Ok(page) => page,
-                        Err(error) => {
-                            let _ = sender.send(Err(error)).await;
-                            return;
-                        }
-                    };
-                    let full = page.len() as i64 == HISTORY_PAGE;
-                    for event in page {
-                        last = event.revision();
-                        if sender.send(Ok(event)).await.is_err() {
-                            return;
-                        }
-                    }
-                    catch_up = full;
-                    continue;
-                }
-                tokio::select! {
-                    batch = live.recv() => match batch {
-                        Ok(events) => {
-                            for event in events.iter() {
-                                if event.revision() <= last || !event.kv.key.starts_with(&prefix) {
-                                    continue;
-                                }
-                                last = event.revision();
-                                if sender.send(Ok(event.clone())).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        // Fell behind the broadcast: the log still has everything.
-                        Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = closed.changed() => return,
-                    _ = sender.closed() => return,
-                }
-            }
-        });
+        check_not_compacted(after, &self.shared)?;
+        // Subscribe before reading history: what commits from now on arrives live, everything
+        // earlier is in the log, and the feeder drops what it would see twice.
+        let live = self.live.subscribe();
+        let (sender, receiver) = tokio::sync::mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(feed_watcher(self.shared.clone(), prefix.to_owned(), after, live, sender));
         Ok(tokio_stream::wrappers::ReceiverStream::new(receiver).boxed())
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.write(Write::Compact { revision }).await.map(|_| ())
+        self.submit(|reply| Command::Compact(revision, reply)).await
     }
 
     async fn compacted_revision(&self) -> Result<Revision, StoreError> {
-        Ok(self.shared.compacted.load(Ordering::Acquire))
+        Ok(self.shared.compacted())
     }
 }
 
@@ -574,10 +742,20 @@ impl crate::Store for SqliteStore {
 mod tests {
     use super::*;
 
+    /// The queries must walk an index in the order they need, never sort the log.
     #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end("/a/").as_deref(), Some("/a0"));
-        assert_eq!(prefix_end("/").as_deref(), Some("0"));
-        assert_eq!(prefix_end(""), None);
+    fn queries_do_not_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut connection = connect(&dir.path().join("db"), 1024).unwrap();
+        initialize(&mut connection).unwrap();
+        let plan = |sql: &str, values: &[&dyn rusqlite::ToSql]| -> String {
+            let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = statement.query_map(values, |row| row.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let list = plan(&list_sql(">=", true), params!["/a/", 5, "/a0"]);
+        assert!(list.contains("log_key_revision") && !list.contains("TEMP B-TREE"), "{list}");
+        let history = plan(HISTORY_SQL, params![5, "/a/", "/a0", 10]);
+        assert!(!history.contains("log_key_revision") && !history.contains("TEMP B-TREE"), "{history}");
     }
 }
