@@ -1,55 +1,85 @@
-//! The etcd v3 backend: every operation maps onto one etcd request or transaction, so several
-//! API servers can share one etcd cluster.
+//! The etcd v3 backend: every operation is one etcd request or transaction, so several API
+//! servers can share one etcd cluster. etcd keeps the revisions, the history and the compaction;
+//! this maps its answers onto the [`Store`](crate::Store) contract.
+//!
+//! etcd does not say which revision it compacted to (its error carries no number), and this
+//! backend must not write anything at compaction time: any extra write would advance the revision
+//! without an event under the prefixes the API server routes. So the compacted revision is kept in
+//! memory and found again, on connect and whenever etcd reports a compaction this process did not
+//! do, by a binary search over reads at old revisions (see [`EtcdStore::probe_compacted`]).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, CompactionOptions, DeleteOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, CompactionOptions, ConnectOptions, DeleteOptions, EventType, GetOptions, GetResponse, KvClient,
+    ResponseHeader, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use futures::StreamExt;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 
-use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Revision, StoreError, WatchStream, FORMAT_VERSION, FORMAT_VERSION_KEY};
+use crate::range::{check_not_compacted, lower_bound, prefix_end, Lower};
+use crate::{
+    Event, EventKind, KeyValue, ListOptions, ListResult, Revision, StoreError, WatchStream, FORMAT_VERSION, FORMAT_VERSION_KEY,
+};
 
-/// A store on an etcd v3 cluster.
+/// etcd's `ErrGRPCCompacted`: a read, watch or compaction at a revision older than its compaction.
+const ETCD_COMPACTED: &str = "required revision has been compacted";
+/// etcd's `ErrGRPCFutureRev`: a read or compaction at a revision it has not reached.
+const ETCD_FUTURE: &str = "required revision is a future revision";
+
+/// A store on an etcd v3 cluster. Dropping it ends every watch stream.
 pub struct EtcdStore {
     client: Client,
-    /// The newest compaction this process knows of; refreshed from etcd on connect and whenever
-    /// etcd reports one.
+    /// The newest compaction this process knows of. Shared with the watch streams, which learn
+    /// of compactions from etcd.
     compacted: Arc<AtomicI64>,
+    /// Never sent on: watch streams end when it is dropped with the store.
+    closing: tokio::sync::watch::Sender<()>,
 }
 
 impl EtcdStore {
-    /// Connects to `endpoints` (`http://host:port`), checks or records the data format version,
+    /// Connects to `endpoints` (`http://host:port`), checks or records the data format version
     /// and learns the compacted revision.
     pub async fn connect(endpoints: &[String]) -> Result<Self, StoreError> {
-        let client = Client::connect(endpoints, None).await?;
-        let store = Self { client, compacted: Arc::new(AtomicI64::new(0)) };
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            // Detects a dead connection under an idle watch.
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true)
+            // A member cut off from its cluster refuses rather than serving stale data.
+            .with_require_leader(true);
+        let client = Client::connect(endpoints, Some(options)).await?;
+        let store = Self { client, compacted: Arc::new(AtomicI64::new(0)), closing: tokio::sync::watch::channel(()).0 };
         store.check_format().await?;
-        let compacted = store.probe_compacted().await?;
-        store.compacted.store(compacted, Ordering::Release);
+        store.refresh_compacted().await?;
         Ok(store)
     }
 
+    fn kv(&self) -> KvClient {
+        self.client.kv_client()
+    }
+
+    fn compacted(&self) -> Revision {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    /// Writes [`FORMAT_VERSION`] to [`FORMAT_VERSION_KEY`] if absent; refuses a different value.
     async fn check_format(&self) -> Result<(), StoreError> {
         let expected = FORMAT_VERSION.to_string();
         let txn = Txn::new()
             .when([Compare::create_revision(FORMAT_VERSION_KEY, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(FORMAT_VERSION_KEY, expected.clone(), None)])
+            .and_then([TxnOp::put(FORMAT_VERSION_KEY, expected.as_str(), None)])
             .or_else([TxnOp::get(FORMAT_VERSION_KEY, None)]);
-        let response = self.client.kv_client().txn(txn).await?;
+        let response = self.kv().txn(txn).await?;
         if response.succeeded() {
             return Ok(());
         }
-        let found = response
-            .op_responses()
-            .into_iter()
-            .find_map(|op| match op {
-                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                _ => None,
-            })
-            .unwrap_or_default();
+        let found = match first_kv(&response) {
+            Some(kv) => String::from_utf8_lossy(kv.value()).into_owned(),
+            None => String::new(),
+        };
         if found == expected {
             Ok(())
         } else {
@@ -57,255 +87,290 @@ impl EtcdStore {
         }
     }
 
-    /// etcd does not report its compacted revision directly, but a watch from revision 1 is
-    /// cancelled with it.
+    /// Finds etcd's compacted revision: reads at a revision fail exactly when it is below that,
+    /// so the smallest readable revision is it (0 if revision 1 is still readable). A binary
+    /// search costs about log2(current) small reads, and writes nothing.
     async fn probe_compacted(&self) -> Result<Revision, StoreError> {
-        let mut stream =
-            self.client.watch_client().watch(FORMAT_VERSION_KEY, Some(WatchOptions::new().with_start_revision(1))).await?;
-        loop {
-            match stream.message().await? {
-                Some(response) if response.compact_revision() > 0 => return Ok(response.compact_revision()),
-                Some(response) if response.created() && !response.canceled() => return Ok(0),
-                Some(_) => continue,
-                None => return Ok(0),
+        if self.readable(1).await? {
+            return Ok(0);
+        }
+        // The current revision is always readable.
+        let (mut unreadable, mut readable) = (1, self.current().await?);
+        while readable - unreadable > 1 {
+            let middle = unreadable + (readable - unreadable) / 2;
+            if self.readable(middle).await? {
+                readable = middle;
+            } else {
+                unreadable = middle;
             }
+        }
+        Ok(readable)
+    }
+
+    async fn readable(&self, revision: Revision) -> Result<bool, StoreError> {
+        let options = GetOptions::new().with_revision(revision).with_count_only();
+        match self.kv().get(FORMAT_VERSION_KEY, Some(options)).await {
+            Ok(_) => Ok(true),
+            Err(error) if is(&error, ETCD_COMPACTED) => Ok(false),
+            Err(error) => Err(error.into()),
         }
     }
 
-    fn check_not_compacted(&self, requested: Revision) -> Result<(), StoreError> {
-        let compacted = self.compacted.load(Ordering::Acquire);
-        if requested < compacted {
-            Err(StoreError::Compacted { requested, compacted })
+    /// Learns etcd's compacted revision; it only ever grows here.
+    async fn refresh_compacted(&self) -> Result<Revision, StoreError> {
+        let probed = self.probe_compacted().await?;
+        Ok(self.compacted.fetch_max(probed, Ordering::AcqRel).max(probed))
+    }
+
+    async fn current(&self) -> Result<Revision, StoreError> {
+        let response = self.kv().get(FORMAT_VERSION_KEY, Some(GetOptions::new().with_count_only())).await?;
+        header_revision(response.header())
+    }
+
+    /// Turns etcd's number-less answers to a request at `requested` into ours, with numbers.
+    async fn revision_error(&self, error: etcd_client::Error, requested: Revision) -> StoreError {
+        let numbers = if is(&error, ETCD_COMPACTED) {
+            self.refresh_compacted().await.map(|compacted| StoreError::Compacted { requested, compacted })
+        } else if is(&error, ETCD_FUTURE) {
+            self.current().await.map(|current| StoreError::FutureRevision { requested, current })
         } else {
-            Ok(())
+            return error.into();
+        };
+        numbers.unwrap_or_else(|error| error)
+    }
+
+    /// A range read at `revision` (the current one if `None`).
+    async fn range(&self, key: Vec<u8>, mut options: GetOptions, revision: Option<Revision>) -> Result<GetResponse, StoreError> {
+        if let Some(revision) = revision {
+            check_not_compacted(revision, self.compacted())?;
+            options = options.with_revision(revision);
+        }
+        match (self.kv().get(key, Some(options)).await, revision) {
+            (Ok(response), _) => Ok(response),
+            (Err(error), Some(requested)) => Err(self.revision_error(error, requested).await),
+            (Err(error), None) => Err(error.into()),
         }
     }
 
-    /// Maps etcd's own compaction and future-revision errors onto ours.
-    fn map_error(&self, error: etcd_client::Error, requested: Option<Revision>) -> StoreError {
-        let text = error.to_string();
-        match requested {
-            Some(requested) if text.contains("required revision has been compacted") => {
-                StoreError::Compacted { requested, compacted: self.compacted.load(Ordering::Acquire).max(requested + 1) }
-            }
-            Some(requested) if text.contains("required revision is a future revision") => {
-                StoreError::FutureRevision { requested, current: requested - 1 }
-            }
-            _ => StoreError::Etcd(error),
+    /// Runs `operation` on `key` if it exists and, when `expected` is given, was last modified at
+    /// `expected`. Otherwise fails with NotFound, or with Conflict carrying the current value.
+    async fn write_existing(&self, key: &str, expected: Option<Revision>, operation: TxnOp) -> Result<TxnResponse, StoreError> {
+        // A missing key compares as mod revision 0: also require that it exists.
+        let mut conditions = vec![Compare::version(key, CompareOp::Greater, 0)];
+        conditions.extend(expected.map(|revision| Compare::mod_revision(key, CompareOp::Equal, revision)));
+        let txn = Txn::new().when(conditions).and_then([operation]).or_else([TxnOp::get(key, None)]);
+        let response = self.kv().txn(txn).await?;
+        if response.succeeded() {
+            return Ok(response);
+        }
+        match first_kv(&response) {
+            Some(current) => Err(StoreError::Conflict { key: key.to_owned(), current: Some(Box::new(key_value(&current)?)) }),
+            None => Err(StoreError::NotFound { key: key.to_owned() }),
         }
     }
 }
 
-fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Revision {
-    header.map(|h| h.revision()).unwrap_or_default()
+/// Whether `error` is etcd's answer `message`. etcd sends these as gRPC statuses whose code
+/// (OutOfRange) other errors share, so the text is what tells them apart.
+fn is(error: &etcd_client::Error, message: &str) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(status) if status.message().contains(message))
 }
 
-fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
-    KeyValue {
-        key: String::from_utf8_lossy(kv.key()).into_owned(),
+fn header_revision(header: Option<&ResponseHeader>) -> Result<Revision, StoreError> {
+    header.map(ResponseHeader::revision).ok_or_else(|| StoreError::Corrupt("etcd answered without a response header".into()))
+}
+
+/// The value the `or_else` get of a failed transaction found, if the key exists.
+fn first_kv(response: &TxnResponse) -> Option<etcd_client::KeyValue> {
+    response.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+        _ => None,
+    })
+}
+
+fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
+    let key = kv.key_str().map_err(|_| {
+        StoreError::Corrupt(format!("etcd holds a key that is not UTF-8 ({:?}); tugboat never writes one", String::from_utf8_lossy(kv.key())))
+    })?;
+    Ok(KeyValue {
+        key: key.to_owned(),
         value: Bytes::copy_from_slice(kv.value()),
         create_revision: kv.create_revision(),
         mod_revision: kv.mod_revision(),
+    })
+}
+
+/// The end of the key range of `prefix`; etcd's `"\0"` means "every key from the start on".
+fn range_end(prefix: &str) -> Vec<u8> {
+    prefix_end(prefix).map_or_else(|| vec![0], String::into_bytes)
+}
+
+/// One etcd watch seen as a stream of [`Event`]s.
+struct Feed {
+    stream: etcd_client::WatchStream,
+    closing: tokio::sync::watch::Receiver<()>,
+    compacted: Arc<AtomicI64>,
+    /// The revision of the last event delivered (at first the one the watch started after).
+    last: Revision,
+    /// Set once the stream has delivered its final (error) item.
+    done: bool,
+}
+
+impl Feed {
+    /// The next non-empty batch of items, or `None` at the end.
+    async fn next(mut self) -> Option<(Vec<Result<Event, StoreError>>, Self)> {
+        while !self.done {
+            let message = tokio::select! {
+                message = self.stream.message() => message,
+                // Only ever an error: the store was dropped.
+                _ = self.closing.changed() => return None,
+            };
+            let items = self.translate(message);
+            if !items.is_empty() {
+                return Some((items, self));
+            }
+        }
+        None
+    }
+
+    fn translate(&mut self, message: Result<Option<etcd_client::WatchResponse>, etcd_client::Error>) -> Vec<Result<Event, StoreError>> {
+        let response = match message {
+            Ok(Some(response)) => response,
+            Ok(None) => return self.fail(etcd_client::Error::WatchError("etcd ended the watch stream".into()).into()),
+            Err(error) => return self.fail(error.into()),
+        };
+        if response.compact_revision() > 0 {
+            let compacted = response.compact_revision();
+            self.compacted.fetch_max(compacted, Ordering::AcqRel);
+            return self.fail(StoreError::Compacted { requested: self.last, compacted });
+        }
+        if response.canceled() {
+            let reason = format!("etcd cancelled the watch: {}", response.cancel_reason());
+            return self.fail(etcd_client::Error::WatchError(reason).into());
+        }
+        let mut items = Vec::with_capacity(response.events().len());
+        for event in response.events() {
+            match event_from(event) {
+                Ok(event) => {
+                    self.last = event.revision();
+                    items.push(Ok(event));
+                }
+                Err(error) => {
+                    items.extend(self.fail(error));
+                    break;
+                }
+            }
+        }
+        items
+    }
+
+    /// The final item of the stream.
+    fn fail(&mut self, error: StoreError) -> Vec<Result<Event, StoreError>> {
+        self.done = true;
+        vec![Err(error)]
     }
 }
 
-/// The end of the key range holding every key with this prefix (etcd's `with_prefix`).
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
+fn event_from(event: &etcd_client::Event) -> Result<Event, StoreError> {
+    let kv = event.kv().ok_or_else(|| StoreError::Corrupt("etcd sent a watch event without a key".into()))?;
+    let prev = event.prev_kv().map(key_value).transpose()?;
+    match event.event_type() {
+        EventType::Put => Ok(Event { kind: EventKind::Put, kv: key_value(kv)?, prev }),
+        EventType::Delete => {
+            // etcd's deletion carries no value: the event's is the one deleted.
+            let prev = prev.ok_or_else(|| {
+                StoreError::Corrupt(format!("etcd sent the deletion of {:?} without its previous value", String::from_utf8_lossy(kv.key())))
+            })?;
+            Ok(Event { kind: EventKind::Delete, kv: KeyValue { mod_revision: kv.mod_revision(), ..prev.clone() }, prev: Some(prev) })
         }
     }
-    // Every key: etcd's "\0" range end.
-    vec![0]
-}
-
-/// The current value of `key` from a transaction's `or_else` get.
-fn current_from(ops: Vec<TxnOpResponse>) -> Option<KeyValue> {
-    ops.into_iter().find_map(|op| match op {
-        TxnOpResponse::Get(get) => get.kvs().first().map(convert),
-        _ => None,
-    })
 }
 
 #[async_trait::async_trait]
 impl crate::Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        let response = self.client.kv_client().get(FORMAT_VERSION_KEY, Some(GetOptions::new().with_count_only())).await?;
-        Ok(header_revision(response.header()))
+        self.current().await
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        let response = self.client.kv_client().txn(txn).await?;
-        if response.succeeded() {
-            Ok(header_revision(response.header()))
-        } else {
-            Err(StoreError::AlreadyExists { key: key.to_owned() })
+        let response = self.kv().txn(txn).await?;
+        if !response.succeeded() {
+            return Err(StoreError::AlreadyExists { key: key.to_owned() });
         }
+        header_revision(response.header())
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision, StoreError> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(key, value.to_vec(), None)])
-            .or_else([TxnOp::get(key, None)]);
-        let response = self.client.kv_client().txn(txn).await?;
-        if response.succeeded() {
-            return Ok(header_revision(response.header()));
-        }
-        match current_from(response.op_responses()) {
-            Some(current) => Err(StoreError::Conflict { key: key.to_owned(), current: Some(Box::new(current)) }),
-            None => Err(StoreError::NotFound { key: key.to_owned() }),
-        }
+        let response = self.write_existing(key, Some(expected), TxnOp::put(key, value.to_vec(), None)).await?;
+        header_revision(response.header())
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
-        let condition = match expected {
-            Some(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
-            None => Compare::create_revision(key, CompareOp::Greater, 0),
-        };
-        let txn = Txn::new()
-            .when([condition])
-            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
-            .or_else([TxnOp::get(key, None)]);
-        let response = self.client.kv_client().txn(txn).await?;
-        let revision = header_revision(response.header());
-        let succeeded = response.succeeded();
-        let ops = response.op_responses();
-        if succeeded {
-            let deleted = ops.into_iter().find_map(|op| match op {
-                TxnOpResponse::Delete(delete) => delete.prev_kvs().first().map(convert),
-                _ => None,
-            });
-            // The condition held, so the key existed and its previous value came back.
-            return deleted
-                .map(|kv| KeyValue { mod_revision: revision, ..kv })
-                .ok_or_else(|| StoreError::NotFound { key: key.to_owned() });
-        }
-        match current_from(ops) {
-            Some(current) => Err(StoreError::Conflict { key: key.to_owned(), current: Some(Box::new(current)) }),
-            None => Err(StoreError::NotFound { key: key.to_owned() }),
-        }
+        let operation = TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()));
+        let response = self.write_existing(key, expected, operation).await?;
+        let deleted = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Delete(delete) => delete.prev_kvs().first().cloned(),
+            _ => None,
+        });
+        let deleted = deleted.ok_or_else(|| StoreError::Corrupt(format!("etcd deleted {key:?} without returning its value")))?;
+        Ok(KeyValue { mod_revision: header_revision(response.header())?, ..key_value(&deleted)? })
     }
 
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<Option<KeyValue>, StoreError> {
-        if let Some(r) = revision {
-            self.check_not_compacted(r)?;
-        }
-        let options = revision.map(|r| GetOptions::new().with_revision(r));
-        let response = self.client.kv_client().get(key, options).await.map_err(|e| self.map_error(e, revision))?;
-        Ok(response.kvs().first().map(convert))
+        let response = self.range(key.into(), GetOptions::new(), revision).await?;
+        response.kvs().first().map(key_value).transpose()
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult, StoreError> {
-        if let Some(r) = options.revision {
-            self.check_not_compacted(r)?;
-        }
-        let start = match options.start_after.filter(|s| s.as_str() >= prefix) {
-            // The smallest key after `start_after`.
-            Some(after) => {
-                let mut key = after.into_bytes();
-                key.push(0);
-                key
-            }
-            None => prefix.as_bytes().to_vec(),
+        let start = match lower_bound(prefix, options.start_after.as_deref()) {
+            Lower::From(key) => key.as_bytes().to_vec(),
+            // The smallest key after `key`.
+            Lower::After(key) => [key.as_bytes(), &[0]].concat(),
         };
-        let mut get = GetOptions::new().with_range(prefix_end(prefix));
-        if let Some(r) = options.revision {
-            get = get.with_revision(r);
+        let mut get = GetOptions::new().with_range(range_end(prefix));
+        if let Some(limit) = options.limit.filter(|&limit| limit > 0) {
+            get = get.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        if let Some(limit) = options.limit.filter(|l| *l > 0) {
-            get = get.with_limit(limit as i64);
-        }
-        let response = self.client.kv_client().get(start, Some(get)).await.map_err(|e| self.map_error(e, options.revision))?;
+        let response = self.range(start, get, options.revision).await?;
         Ok(ListResult {
-            items: response.kvs().iter().map(convert).collect(),
-            revision: options.revision.unwrap_or_else(|| header_revision(response.header())),
+            items: response.kvs().iter().map(key_value).collect::<Result<_, _>>()?,
+            revision: match options.revision {
+                Some(revision) => revision,
+                None => header_revision(response.header())?,
+            },
             more: response.more(),
         })
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
-        self.check_not_compacted(after)?;
-        let options = WatchOptions::new().with_range(prefix_end(prefix)).with_start_revision(after + 1).with_prev_key();
-        let mut stream = self.client.watch_client().watch(prefix, Some(options)).await?;
-        let compacted = self.compacted.clone();
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, StoreError>>(256);
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    message = stream.message() => message,
-                    _ = sender.closed() => return,
-                };
-                let response = match message {
-                    Ok(Some(response)) => response,
-                    Ok(None) => return,
-                    Err(error) => {
-                        let _ = sender.send(Err(StoreError::Etcd(error))).await;
-                        return;
-                    }
-                };
-                if response.compact_revision() > 0 {
-                    compacted.fetch_max(response.compact_revision(), Ordering::AcqRel);
-                    let error = StoreError::Compacted { requested: after, compacted: response.compact_revision() };
-                    let _ = sender.send(Err(error)).await;
-                    return;
-                }
-                if response.canceled() {
-                    let reason = response.cancel_reason().to_owned();
-                    let _ = sender.send(Err(StoreError::Io(std::io::Error::other(format!("etcd cancelled the watch: {reason}"))))).await;
-                    return;
-                }
-                for event in response.events() {
-                    let Some(kv) = event.kv() else { continue };
-                    let prev = event.prev_kv().map(convert);
-                    let converted = match event.event_type() {
-                        EventType::Put => Event { kind: EventKind::Put, kv: convert(kv), prev: prev.filter(|p| p.create_revision == kv.create_revision()) },
-                        EventType::Delete => {
-                            let last = prev.clone().unwrap_or_else(|| convert(kv));
-                            Event { kind: EventKind::Delete, kv: KeyValue { mod_revision: kv.mod_revision(), ..last }, prev }
-                        }
-                    };
-                    if sender.send(Ok(converted)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(tokio_stream::wrappers::ReceiverStream::new(receiver).boxed())
+        check_not_compacted(after, self.compacted())?;
+        let options = WatchOptions::new().with_range(range_end(prefix)).with_start_revision(after + 1).with_prev_key();
+        let stream = self.client.watch_client().watch(prefix, Some(options)).await?;
+        let feed =
+            Feed { stream, closing: self.closing.subscribe(), compacted: self.compacted.clone(), last: after, done: false };
+        Ok(futures::stream::unfold(feed, Feed::next).flat_map(futures::stream::iter).boxed())
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        if revision <= self.compacted.load(Ordering::Acquire) {
+        if revision <= self.compacted() {
             return Ok(());
         }
-        match self.client.kv_client().compact(revision, Some(CompactionOptions::new().with_physical())).await {
-            Ok(_) => {}
-            // Another server compacted further already.
-            Err(error) if error.to_string().contains("required revision has been compacted") => {}
-            Err(error) => return Err(StoreError::Etcd(error)),
+        // Physical: return once etcd has compacted, so reads below fail from now on.
+        match self.kv().compact(revision, Some(CompactionOptions::new().with_physical())).await {
+            Ok(_) => {
+                self.compacted.fetch_max(revision, Ordering::AcqRel);
+                Ok(())
+            }
+            // Someone else compacted further already: nothing left to do but learn how far.
+            Err(error) if is(&error, ETCD_COMPACTED) => self.refresh_compacted().await.map(drop),
+            Err(error) => Err(self.revision_error(error, revision).await),
         }
-        self.compacted.fetch_max(revision, Ordering::AcqRel);
-        Ok(())
     }
 
     async fn compacted_revision(&self) -> Result<Revision, StoreError> {
-        Ok(self.compacted.load(Ordering::Acquire))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end(""), vec![0]);
+        Ok(self.compacted())
     }
 }

@@ -35,12 +35,18 @@ pub(crate) fn lower_bound<'a>(prefix: &'a str, start_after: Option<&'a str>) -> 
     }
 }
 
-/// Checks that a read at `requested` can be answered given the compacted and current revisions.
-/// The compacted revision itself stays readable (as in etcd): only older ones are gone.
-pub(crate) fn check_readable(requested: Revision, compacted: Revision, current: Revision) -> Result<(), StoreError> {
+/// Checks that history at `requested` is still there. The compacted revision itself stays
+/// readable (as in etcd): only older ones are gone.
+pub(crate) fn check_not_compacted(requested: Revision, compacted: Revision) -> Result<(), StoreError> {
     if requested < compacted {
         return Err(StoreError::Compacted { requested, compacted });
     }
+    Ok(())
+}
+
+/// Checks that a read at `requested` can be answered given the compacted and current revisions.
+pub(crate) fn check_readable(requested: Revision, compacted: Revision, current: Revision) -> Result<(), StoreError> {
+    check_not_compacted(requested, compacted)?;
     if requested > current {
         return Err(StoreError::FutureRevision { requested, current });
     }

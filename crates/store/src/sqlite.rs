@@ -23,7 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::range::{check_readable, lower_bound, prefix_end, Lower};
+use crate::range::{check_not_compacted, check_readable, lower_bound, prefix_end, Lower};
 use crate::{Event, EventKind, KeyValue, ListOptions, ListResult, Revision, StoreError, WatchStream, FORMAT_VERSION};
 
 /// Tuning of the embedded store. The defaults suit a small control plane.
@@ -182,7 +182,7 @@ impl SqliteStore {
             let result = query(connection, at)?;
             // A compaction that started after the check above may have removed rows this read
             // needed; the compacted revision is raised before any deletion, so this catches it.
-            check_not_compacted(at, &shared)?;
+            check_not_compacted(at, shared.compacted())?;
             Ok(result)
         })
         .await
@@ -200,14 +200,6 @@ impl Drop for SqliteStore {
             }
         }
     }
-}
-
-fn check_not_compacted(revision: Revision, shared: &Shared) -> Result<(), StoreError> {
-    let compacted = shared.compacted();
-    if revision < compacted {
-        return Err(StoreError::Compacted { requested: revision, compacted });
-    }
-    Ok(())
 }
 
 fn connect(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
@@ -648,7 +640,7 @@ async fn follow(
             let (after, owned_prefix, for_check) = (*last, prefix.to_owned(), shared.clone());
             let page = read(shared, move |connection| {
                 let page = history(connection, &owned_prefix, after)?;
-                check_not_compacted(after, &for_check)?;
+                check_not_compacted(after, for_check.compacted())?;
                 Ok(page)
             })
             .await?;
@@ -720,7 +712,7 @@ impl crate::Store for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
-        check_not_compacted(after, &self.shared)?;
+        check_not_compacted(after, self.shared.compacted())?;
         // Subscribe before reading history: what commits from now on arrives live, everything
         // earlier is in the log, and the feeder drops what it would see twice.
         let live = self.live.subscribe();
