@@ -154,6 +154,11 @@ impl ResourceCache {
         Snapshot { revision, objects }
     }
 
+    /// One object by key, as of the newest applied revision.
+    pub fn object(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).objects.get(key).cloned()
+    }
+
     /// Changes with revision > `after`.
     pub fn changes_after(&self, after: Revision) -> Catchup {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());

@@ -339,10 +339,15 @@ impl Objects {
         let namespaces = tugboat_api::Registry::get()
             .lookup("", "v1", "namespaces")
             .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-        let (object, _) = match self.get(namespaces, "", namespace).await {
-            Ok(found) => found,
-            Err(e) if e.reason == "NotFound" => return Err(ApiError::namespace_not_found(namespace)),
-            Err(e) => return Err(e),
+        // The cache answers almost always; a namespace created a moment ago may not be in it yet.
+        let cached = self.cache.resource(namespaces).object(&keys::object_key(namespaces, "", namespace));
+        let object = match cached {
+            Some(object) => object.value(),
+            None => match self.get(namespaces, "", namespace).await {
+                Ok((object, _)) => object,
+                Err(e) if e.reason == "NotFound" => return Err(ApiError::namespace_not_found(namespace)),
+                Err(e) => return Err(e),
+            },
         };
         if is_deleting(&object) {
             return Err(ApiError::forbidden(format!(
