@@ -470,32 +470,9 @@ fn qos_class(pod: &Value) -> &'static str {
 /// from `current`.
 fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: Part) -> Value {
     let mut next = match part {
-        Part::Main => {
-            let mut next = desired;
-            if resource.subresources.status {
-                match current.get("status") {
-                    Some(status) => next["status"] = status.clone(),
-                    None => {
-                        if let Value::Object(fields) = &mut next {
-                            fields.remove("status");
-                        }
-                    }
-                }
-            }
-            next
-        }
-        Part::Status => {
-            let mut next = current.clone();
-            match desired.get("status") {
-                Some(status) => next["status"] = status.clone(),
-                None => {
-                    if let Value::Object(fields) = &mut next {
-                        fields.remove("status");
-                    }
-                }
-            }
-            next
-        }
+        Part::Main if resource.subresources.status => with_status_of(desired, current),
+        Part::Main => desired,
+        Part::Status => with_status_of(current.clone(), &desired),
     };
     let current_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     let metadata = meta::metadata_mut(&mut next);
@@ -513,6 +490,17 @@ fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: 
         meta::metadata_mut(&mut next).insert("generation".into(), generation.into());
     }
     next
+}
+
+/// `object` with `.status` taken from `source` (removed if `source` has none).
+fn with_status_of(mut object: Value, source: &Value) -> Value {
+    if let Value::Object(fields) = &mut object {
+        match source.get("status") {
+            Some(status) => fields.insert("status".into(), status.clone()),
+            None => fields.remove("status"),
+        };
+    }
+    object
 }
 
 /// Everything but metadata and status: what `metadata.generation` counts changes of.

@@ -29,25 +29,28 @@ pub struct Kubeconfig {
 struct File {
     api_version: String,
     kind: String,
-    clusters: Vec<Named<Cluster>>,
-    users: Vec<Named<User>>,
-    contexts: Vec<Named<Context>>,
+    clusters: Vec<NamedCluster>,
+    users: Vec<NamedUser>,
+    contexts: Vec<NamedContext>,
     current_context: String,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Named<T> {
+struct NamedCluster {
     name: String,
-    #[serde(flatten)]
-    inner: Inner<T>,
+    cluster: Cluster,
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum Inner<T> {
-    Cluster { cluster: T },
-    User { user: T },
-    Context { context: T },
+struct NamedUser {
+    name: String,
+    user: User,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NamedContext {
+    name: String,
+    context: Context,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -82,26 +85,19 @@ pub fn write_kubeconfig(path: &Path, config: &Kubeconfig) -> Result<(), Kubeconf
     let file = File {
         api_version: "v1".into(),
         kind: "Config".into(),
-        clusters: vec![Named {
+        clusters: vec![NamedCluster {
             name: NAME.into(),
-            inner: Inner::Cluster {
-                cluster: Cluster { server: config.server.clone(), certificate_authority_data: b64(&config.ca_pem) },
+            cluster: Cluster { server: config.server.clone(), certificate_authority_data: b64(&config.ca_pem) },
+        }],
+        users: vec![NamedUser {
+            name: NAME.into(),
+            user: User {
+                client_certificate_data: config.client_cert_pem.as_deref().map(b64),
+                client_key_data: config.client_key_pem.as_deref().map(b64),
+                token: config.token.clone(),
             },
         }],
-        users: vec![Named {
-            name: NAME.into(),
-            inner: Inner::User {
-                user: User {
-                    client_certificate_data: config.client_cert_pem.as_deref().map(b64),
-                    client_key_data: config.client_key_pem.as_deref().map(b64),
-                    token: config.token.clone(),
-                },
-            },
-        }],
-        contexts: vec![Named {
-            name: NAME.into(),
-            inner: Inner::Context { context: Context { cluster: NAME.into(), user: NAME.into() } },
-        }],
+        contexts: vec![NamedContext { name: NAME.into(), context: Context { cluster: NAME.into(), user: NAME.into() } }],
         current_context: NAME.into(),
     };
     let yaml = serde_yaml::to_string(&file).map_err(|e| KubeconfigError::Invalid {
@@ -122,23 +118,16 @@ impl Kubeconfig {
         let context = file
             .contexts
             .iter()
-            .find_map(|c| match &c.inner {
-                Inner::Context { context } if c.name == file.current_context => Some(context),
-                _ => None,
-            })
+            .find(|c| c.name == file.current_context)
+            .map(|c| &c.context)
             .ok_or_else(|| invalid(format!("current-context {:?} is not defined", file.current_context)))?;
         let cluster = file
             .clusters
             .iter()
-            .find_map(|c| match &c.inner {
-                Inner::Cluster { cluster } if c.name == context.cluster => Some(cluster),
-                _ => None,
-            })
+            .find(|c| c.name == context.cluster)
+            .map(|c| &c.cluster)
             .ok_or_else(|| invalid(format!("cluster {:?} is not defined", context.cluster)))?;
-        let user = file.users.iter().find_map(|u| match &u.inner {
-            Inner::User { user } if u.name == context.user => Some(user),
-            _ => None,
-        });
+        let user = file.users.iter().find(|u| u.name == context.user).map(|u| &u.user);
         let decode = |field: &str, data: &str| {
             base64::engine::general_purpose::STANDARD
                 .decode(data)
