@@ -1,12 +1,18 @@
 //! The strategic-merge-patch facts of the Kubernetes v1.32 built-in types, as data: which
 //! fields carry `patchStrategy` / `patchMergeKey` struct tags.
 //!
-//! Taken from the v1.32 OpenAPI document's `x-kubernetes-patch-strategy` and
-//! `x-kubernetes-patch-merge-key` extensions, which kube-openapi generates from the Go types and
-//! checks against their struct tags; entries were spot-checked against the struct tags in
-//! `k8s.io/api`. Fields absent here have no strategy: their lists are replaced whole by a patch
-//! (notably `PodSpec.tolerations`, `PodSpec.readinessGates`, `NodeSpec.taints`,
-//! `Container.resizePolicy` and the `updateStrategy` of StatefulSets and DaemonSets).
+//! The entries for core/v1, apps/v1, batch/v1, autoscaling/v2 and meta/v1 were checked against
+//! the struct tags in `k8s.io/api/<group>/<version>/types.go` and
+//! `k8s.io/apimachinery/pkg/apis/meta/v1/types.go`; coordination.k8s.io/v1, discovery.k8s.io/v1,
+//! networking.k8s.io/v1, rbac.authorization.k8s.io/v1, events.k8s.io/v1 and scheduling.k8s.io/v1
+//! tag nothing in v1.32 (networking's ServiceCIDR is still v1beta1 there). The entries for the
+//! other groups follow the v1.32 OpenAPI document's `x-kubernetes-patch-strategy` /
+//! `x-kubernetes-patch-merge-key` extensions, which kube-openapi generates from those same tags.
+//!
+//! Fields absent here have no strategy: their lists are replaced whole by a patch (notably
+//! `PodSpec.tolerations`, `PodSpec.readinessGates`, `NodeSpec.taints`, `Container.resizePolicy`,
+//! `ResourceRequirements.claims` and the `updateStrategy` of StatefulSets and DaemonSets), even
+//! where the list is a `listType=map` for server-side apply.
 
 /// `(OpenAPI definition, field, patch strategy, merge key)`, sorted by definition then field so
 /// that lookups can binary-search.
@@ -170,6 +176,39 @@ mod tests {
         assert_eq!(
             patch_strategy("io.k8s.api.policy.v1.PodDisruptionBudgetSpec", "selector"),
             Some(("replace", None))
+        );
+
+        assert_eq!(patch_strategy(pod_spec, "readinessGates"), None);
+        assert_eq!(
+            patch_strategy("io.k8s.api.core.v1.NodeSpec", "podCIDRs"),
+            Some(("merge", None))
+        );
+        assert_eq!(
+            patch_strategy("io.k8s.api.core.v1.NodeSpec", "taints"),
+            None
+        );
+        assert_eq!(
+            patch_strategy("io.k8s.api.core.v1.PodStatus", "podIPs"),
+            Some(("merge", Some("ip")))
+        );
+        assert_eq!(
+            patch_strategy("io.k8s.api.core.v1.ContainerStatus", "volumeMounts"),
+            Some(("merge", Some("mountPath")))
+        );
+        assert_eq!(
+            patch_strategy("io.k8s.api.batch.v1.JobStatus", "conditions"),
+            Some(("merge", Some("type")))
+        );
+        assert_eq!(
+            patch_strategy("io.k8s.api.apps.v1.DaemonSetSpec", "updateStrategy"),
+            None
+        );
+        assert_eq!(
+            patch_strategy(
+                "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus",
+                "conditions"
+            ),
+            Some(("merge", Some("type")))
         );
 
         let object_meta = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
