@@ -200,6 +200,15 @@ fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
     })
 }
 
+/// etcd refuses an empty key; `"\0"` starts at the first key there can be.
+fn range_start(key: &[u8]) -> Vec<u8> {
+    if key.is_empty() {
+        vec![0]
+    } else {
+        key.to_vec()
+    }
+}
+
 /// The end of the key range of `prefix`; etcd's `"\0"` means "every key from the start on".
 fn range_end(prefix: &str) -> Vec<u8> {
     prefix_end(prefix).map_or_else(|| vec![0], String::into_bytes)
@@ -326,7 +335,7 @@ impl crate::Store for EtcdStore {
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult, StoreError> {
         let start = match lower_bound(prefix, options.start_after.as_deref()) {
-            Lower::From(key) => key.as_bytes().to_vec(),
+            Lower::From(key) => range_start(key.as_bytes()),
             // The smallest key after `key`.
             Lower::After(key) => [key.as_bytes(), &[0]].concat(),
         };
@@ -347,8 +356,10 @@ impl crate::Store for EtcdStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
         check_not_compacted(after, self.compacted())?;
-        let options = WatchOptions::new().with_range(range_end(prefix)).with_start_revision(after + 1).with_prev_key();
-        let stream = self.client.watch_client().watch(prefix, Some(options)).await?;
+        // etcd reads a start revision of 0 (or less) as "from now on".
+        let start = (after + 1).max(1);
+        let options = WatchOptions::new().with_range(range_end(prefix)).with_start_revision(start).with_prev_key();
+        let stream = self.client.watch_client().watch(range_start(prefix.as_bytes()), Some(options)).await?;
         let feed =
             Feed { stream, closing: self.closing.subscribe(), compacted: self.compacted.clone(), last: after, done: false };
         Ok(futures::stream::unfold(feed, Feed::next).flat_map(futures::stream::iter).boxed())

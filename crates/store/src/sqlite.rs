@@ -46,9 +46,10 @@ impl Default for SqliteOptions {
 
 /// Events read per query when replaying history to a watcher.
 const HISTORY_PAGE: usize = 1000;
-/// Committed batches the live feed keeps for slow watchers; one that falls further behind
-/// re-reads the log instead, so this bounds memory, not correctness.
-const LIVE_BATCHES: usize = 256;
+/// Committed batches the live feed keeps (tokio's broadcast holds them until overwritten, read
+/// or not); a watcher that falls further behind re-reads the log instead, so this bounds memory,
+/// not correctness.
+const LIVE_BATCHES: usize = 64;
 /// Events buffered between a watcher's feeding task and its stream.
 const WATCH_BUFFER: usize = 256;
 /// Revisions compacted per transaction; the writer serves waiting writes between two slices.

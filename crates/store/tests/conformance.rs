@@ -398,16 +398,22 @@ async fn watch_on_root_sees_everything(f: Fixture) {
     let store = f.store();
     let start = store.current_revision().await.unwrap();
     let mut watch = store.watch("/", start).await.unwrap();
+    let mut everything = store.watch("", start).await.unwrap();
     let mut written = Vec::new();
     for key in ["/registry/pods/a", "/x", "/registry/services/b", "/zz/1"] {
         written.push((key.to_owned(), store.create(key, bytes(key)).await.unwrap()));
     }
     written.push(("/x".into(), store.delete("/x", None).await.unwrap().mod_revision));
-    let events = next_events(&mut watch, written.len()).await;
-    let seen: Vec<(String, Revision)> = events.iter().map(|e| (e.kv.key.clone(), e.revision())).collect();
-    assert_eq!(seen, written);
-    assert_eq!(events[4].kind, EventKind::Delete);
-    assert_quiet(&mut watch).await;
+    for stream in [&mut watch, &mut everything] {
+        let events = next_events(stream, written.len()).await;
+        let seen: Vec<(String, Revision)> = events.iter().map(|e| (e.kv.key.clone(), e.revision())).collect();
+        assert_eq!(seen, written);
+        assert_eq!(events[4].kind, EventKind::Delete);
+        assert_quiet(stream).await;
+    }
+    // The empty prefix lists every key too (etcd also holds its FORMAT_VERSION_KEY).
+    let all = store.list("", ListOptions::default()).await.unwrap().items;
+    assert!(["/registry/pods/a", "/registry/services/b", "/zz/1"].iter().all(|key| all.iter().any(|kv| kv.key == *key)));
 }
 
 async fn watch_from_the_current_revision_sees_only_new_changes(f: Fixture) {
