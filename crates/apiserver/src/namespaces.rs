@@ -16,6 +16,9 @@ use crate::{keys, ApiServer};
 
 pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// How long after a namespace starts terminating its contents are deleted.
+const CLEANUP_DELAY: Duration = Duration::from_secs(2);
+
 const WRITE: WriteOptions = WriteOptions { dry_run: false };
 
 /// Creates what a fresh cluster must have: the system namespaces and the `kubernetes` Service.
@@ -68,6 +71,10 @@ pub async fn run_finalizer(server: Arc<ApiServer>, mut terminating: mpsc::Unboun
 /// Deletes every object in the namespace, waits until all are gone, then releases the
 /// namespace's `kubernetes` finalizer so the namespace itself goes.
 async fn finalize(server: Arc<ApiServer>, namespace: String) {
+    // `kubectl delete -f` deletes a manifest's Namespace and then, one by one, the objects in it.
+    // Cleaning up at once would make those later deletes fail with NotFound; Kubernetes'
+    // namespace controller, a separate process, naturally starts a little later.
+    tokio::time::sleep(CLEANUP_DELAY).await;
     let registry = Registry::get();
     let Some(namespaces) = registry.lookup("", "v1", "namespaces") else { return };
     let cache = server.objects.cache.clone();
