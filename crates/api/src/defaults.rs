@@ -180,7 +180,7 @@ pub fn cron_job(object: &mut Value) {
     default(spec, "suspend", false);
     default(spec, "successfulJobsHistoryLimit", 3);
     default(spec, "failedJobsHistoryLimit", 1);
-    let template = child(spec, "jobTemplate").and_then(|t| child(t, "spec")).and_then(|s| child(s, "template"));
+    let template = existing(spec, "jobTemplate").and_then(|t| existing(t, "spec")).and_then(|s| existing(s, "template"));
     if let Some(template) = template {
         pod_template(template, SpecOf::BatchTemplate);
     }
@@ -221,7 +221,7 @@ fn generate_job_selector(spec: &mut Object, name: &str, uid: &str) {
             ("controller-uid", uid),
             ("batch.kubernetes.io/controller-uid", uid),
         ] {
-            // A label the user set is kept; if it conflicts, validation says so.
+            // A label the user set is kept; one that contradicts the selector fails validation.
             labels.entry(key).or_insert_with(|| value.into());
         }
     }

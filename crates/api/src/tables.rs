@@ -120,11 +120,10 @@ const CREATED_AT_COLUMNS: [Column; 2] =
     [NAME, column("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.")];
 
 fn created_at_row(object: &Value, _now: jiff::Timestamp) -> Vec<Value> {
-    // An absent timestamp is Go's zero time, which the default table prints as such.
-    let created = text(object, "/metadata/creationTimestamp")
-        .parse::<jiff::Timestamp>()
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| "0001-01-01T00:00:00Z".into());
+    // RFC 3339 in whole seconds; an absent timestamp is Go's zero time, printed as such.
+    let created = timestamp(object, "/metadata/creationTimestamp")
+        .and_then(|t| jiff::Timestamp::from_second(t.as_second()).ok())
+        .map_or_else(|| "0001-01-01T00:00:00Z".into(), |t| t.to_string());
     vec![name(object), created.into()]
 }
 
@@ -1586,7 +1585,8 @@ mod tests {
         assert_eq!(cells(&PRIORITY_CLASS, json!({"value": 1000, "globalDefault": true}))[1..3], [json!(1000), json!(true)]);
         assert_eq!(cells(&LEASE, json!({"spec": {"holderIdentity": "n1"}}))[1], "n1");
         assert_eq!(cells(&NAMESPACE, json!({"status": {"phase": "Active"}}))[1], "Active");
-        assert_eq!(cells(&AGE_ONLY, json!({"metadata": {"creationTimestamp": "2024-01-02T03:04:05Z"}}))[1], "2024-01-02T03:04:05Z");
+        assert_eq!(cells(&AGE_ONLY, json!({"metadata": {"creationTimestamp": "2024-01-02T03:04:05.25Z"}}))[1], "2024-01-02T03:04:05Z");
+        assert_eq!(cells(&DEFAULT, json!({}))[1], "0001-01-01T00:00:00Z");
         assert_eq!(AGE_ONLY.columns[1].type_, "date");
     }
 

@@ -92,9 +92,8 @@ pub fn service(object: &Value) -> Vec<FieldError> {
             let cname = text(spec, "externalName").trim_end_matches('.');
             if cname.is_empty() {
                 errors.push(required("spec.externalName", ""));
-            }
-            for message in if cname.is_empty() { Vec::new() } else { dns1123_subdomain(cname) } {
-                errors.push(invalid("spec.externalName", &quoted(cname), &message));
+            } else {
+                errors.extend(dns1123_subdomain(cname).iter().map(|m| invalid("spec.externalName", &quoted(cname), m)));
             }
         }
         _ => {}
@@ -240,7 +239,10 @@ pub fn stateful_set(object: &Value) -> Vec<FieldError> {
     errors.extend(nonnegative(spec, "minReadySeconds", "spec.minReadySeconds"));
     errors.extend(selector_rules(spec, true, Some("statefulset")));
     let template = field(spec, "template");
-    // Containers mount the volumes claimed from the claim templates by the templates' names.
+    // kube-apiserver checks only the template's labels and annotations here, as the claim
+    // templates' volumes would fail its pod spec checks. Tugboat checks the whole pod spec and
+    // counts the claim templates, mounted by their names, as volumes: a broken template then
+    // fails when it is written rather than when its pods are.
     let claims: Vec<&str> = array(spec, "volumeClaimTemplates").iter().map(|c| text(field(c, "metadata"), "name")).collect();
     match template_selection(spec.get("selector"), template) {
         Err(()) => errors.push(invalid("spec.selector", &go_label_selector(spec.get("selector")), "")),
@@ -335,7 +337,8 @@ pub fn cron_job(object: &Value) -> Vec<FieldError> {
     }
     errors.extend(nonnegative(spec, "successfulJobsHistoryLimit", "spec.successfulJobsHistoryLimit"));
     errors.extend(nonnegative(spec, "failedJobsHistoryLimit", "spec.failedJobsHistoryLimit"));
-    // Jobs are named `<cron job>-<11 character timestamp>` and job names are DNS labels.
+    // The jobs it creates are named `<cron job>-<scheduled time>`, 11 characters longer, and
+    // their names end up in label values, which hold at most 63.
     let name = text(field(object, "metadata"), "name");
     if name.len() > 52 {
         errors.push(invalid("metadata.name", &quoted(name), "must be no more than 52 characters"));
@@ -572,24 +575,22 @@ fn dns1035_label(value: &str) -> Vec<String> {
 
 /// What is wrong with `name` as `metadata.name` (or, with `prefix`, as `generateName`).
 fn name_problems(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
-    if rule == NameRule::PathSegment {
-        return path_segment_problems(name, prefix);
-    }
+    let check: fn(&str) -> Vec<String> = match rule {
+        NameRule::PathSegment => return path_segment_problems(name, prefix),
+        NameRule::Dns1123Subdomain => dns1123_subdomain,
+        NameRule::Dns1123Label => dns1123_label,
+        NameRule::Dns1035Label => dns1035_label,
+    };
     // A generated name appends random characters, so a prefix may end in a dash. Kubernetes
     // checks the prefix with its last two characters replaced by one letter.
-    let name = if prefix && name.len() > 1 && name.ends_with('-') {
+    if prefix && name.len() > 1 && name.ends_with('-') {
         let mut masked: String = name.chars().collect();
         masked.pop();
         masked.pop();
         masked.push('a');
-        masked
+        check(&masked)
     } else {
-        name.to_string()
-    };
-    match rule {
-        NameRule::Dns1123Label => dns1123_label(&name),
-        NameRule::Dns1035Label => dns1035_label(&name),
-        NameRule::Dns1123Subdomain | NameRule::PathSegment => dns1123_subdomain(&name),
+        check(name)
     }
 }
 
