@@ -91,13 +91,13 @@ impl Definitions {
 
     /// The node for a definition, for walking an object alongside its schema.
     pub fn node(&'static self, definition: &str) -> Option<SchemaNode> {
-        self.schemas.get(definition).map(|schema| SchemaNode { definition: Some(definition.to_owned()), schema })
+        self.schemas.get_key_value(definition).map(|(name, schema)| SchemaNode { definition: Some(name.as_str()), schema })
     }
 
     fn resolve(&'static self, schema: &'static Value) -> SchemaNode {
         match reference(schema) {
-            Some(name) => match self.schemas.get(name) {
-                Some(target) => SchemaNode { definition: Some(name.to_owned()), schema: target },
+            Some(name) => match self.schemas.get_key_value(name) {
+                Some((name, target)) => SchemaNode { definition: Some(name.as_str()), schema: target },
                 None => SchemaNode { definition: None, schema: &Value::Null },
             },
             None => SchemaNode { definition: None, schema },
@@ -146,9 +146,9 @@ fn collect_refs(schema: &Value, refs: &mut BTreeSet<String>) {
 }
 
 /// A position in the schema tree: a schema and, if it is a named definition, its name.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct SchemaNode {
-    definition: Option<String>,
+    definition: Option<&'static str>,
     schema: &'static Value,
 }
 
@@ -190,7 +190,6 @@ impl PatchMeta for SchemaNode {
     fn field(&self, name: &str) -> (FieldStrategy, Option<Self>) {
         let strategy = self
             .definition
-            .as_deref()
             .and_then(|d| patch_strategy(d, name))
             .map(|(strategy, merge_key)| FieldStrategy {
                 merge: strategy.split(',').any(|s| s == "merge"),

@@ -40,7 +40,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { max_batch: 256, cache_kib: 8 * 1024, readers: 4 }
+        Self { max_batch: 256, cache_kib: 2 * 1024, readers: 4 }
     }
 }
 
