@@ -26,9 +26,9 @@ const EVENT_LOG_CAPACITY: usize = 10_000;
 /// One object as served: its JSON (with `metadata.resourceVersion` set) plus what selectors need.
 #[derive(Debug)]
 pub struct CachedObject {
-    pub key: String,
-    pub namespace: Box<str>,
-    pub name: Box<str>,
+    /// The store key; shared with the cache's index, and the source of name and namespace.
+    pub key: Arc<str>,
+    namespaced: bool,
     pub revision: Revision,
     pub labels: Map<String, Value>,
     /// Values of the resource's kind-specific field selectors, in declaration order.
@@ -51,9 +51,8 @@ impl CachedObject {
         // The encoder grows its buffer by doubling; cached objects live long, so drop the slack.
         json.shrink_to_fit();
         Self {
-            key,
-            namespace: meta::namespace(object).into(),
-            name: meta::name(object).into(),
+            key: key.into(),
+            namespaced: resource.namespaced,
             revision,
             labels: object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default(),
             fields,
@@ -64,8 +63,8 @@ impl CachedObject {
     /// The value of a field selector path on this object.
     pub fn field(&self, resource: &ResourceType, path: &str) -> String {
         match path {
-            "metadata.name" => self.name.to_string(),
-            "metadata.namespace" => self.namespace.to_string(),
+            "metadata.name" => self.name().to_string(),
+            "metadata.namespace" => self.namespace().to_string(),
             _ => resource
                 .field_selectors
                 .iter()
@@ -73,6 +72,19 @@ impl CachedObject {
                 .and_then(|i| self.fields.get(i).cloned())
                 .unwrap_or_default(),
         }
+    }
+
+    /// `metadata.name`: the key's last segment.
+    pub fn name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// `metadata.namespace`: the key's second-to-last segment, for namespaced kinds.
+    pub fn namespace(&self) -> &str {
+        if !self.namespaced {
+            return "";
+        }
+        self.key.rsplit('/').nth(1).unwrap_or_default()
     }
 
     pub fn value(&self) -> Value {
@@ -117,7 +129,7 @@ impl Change {
 }
 
 struct ResourceState {
-    objects: BTreeMap<String, Arc<CachedObject>>,
+    objects: BTreeMap<Arc<str>, Arc<CachedObject>>,
     log: VecDeque<Arc<Change>>,
     /// Every change after this revision is in `log`; a watch may resume from any revision >= it.
     floor: Revision,
@@ -150,7 +162,7 @@ impl ResourceCache {
     pub fn snapshot(&self, prefix: &str, applied: &AtomicI64) -> Snapshot {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let revision = applied.load(Ordering::Acquire);
-        let objects = state.objects.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, o)| o.clone()).collect();
+        let objects = state.objects.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, o)| o.clone()).collect();
         Snapshot { revision, objects }
     }
 
@@ -201,7 +213,7 @@ impl ResourceCache {
         state.log.drain(..keep_from);
     }
 
-    fn reset(&self, objects: BTreeMap<String, Arc<CachedObject>>, revision: Revision) {
+    fn reset(&self, objects: BTreeMap<Arc<str>, Arc<CachedObject>>, revision: Revision) {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         *state = ResourceState { objects, log: VecDeque::new(), floor: revision };
         drop(state);
@@ -280,7 +292,7 @@ impl Cache {
     }
 
     async fn load(&self) -> Result<Revision, StoreError> {
-        let mut loaded: HashMap<&str, BTreeMap<String, Arc<CachedObject>>> = HashMap::new();
+        let mut loaded: HashMap<&str, BTreeMap<Arc<str>, Arc<CachedObject>>> = HashMap::new();
         let first = self.store.list(keys::ROOT, ListOptions { limit: Some(5_000), ..Default::default() }).await?;
         let revision = first.revision;
         let mut page = first;
@@ -289,7 +301,7 @@ impl Cache {
                 let Some((prefix, cache)) = self.route(&kv.key) else { continue };
                 match CachedObject::decode(cache.resource, &kv.key, &kv.value, kv.mod_revision) {
                     Ok(object) => {
-                        loaded.entry(prefix).or_default().insert(kv.key.clone(), Arc::new(object));
+                        loaded.entry(prefix).or_default().insert(object.key.clone(), Arc::new(object));
                     }
                     Err(error) => tracing::error!(key = %kv.key, %error, "skipping undecodable stored object"),
                 }

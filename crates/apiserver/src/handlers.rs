@@ -185,7 +185,7 @@ impl ApiServer {
         };
         let remaining = matching.count();
         let token = (remaining > 0)
-            .then(|| items.last().map(|last| ContinueToken { rv: snapshot.revision, start: last.key.clone() }.encode()))
+            .then(|| items.last().map(|last| ContinueToken { rv: snapshot.revision, start: last.key.to_string() }.encode()))
             .flatten();
         Ok(respond::list(resource, &items, snapshot.revision, token, Some(remaining), format))
     }
@@ -222,7 +222,7 @@ impl ApiServer {
                 break;
             }
         }
-        let token = more.then(|| items.last().map(|last| ContinueToken { rv: from.rv, start: last.key.clone() }.encode())).flatten();
+        let token = more.then(|| items.last().map(|last| ContinueToken { rv: from.rv, start: last.key.to_string() }.encode())).flatten();
         Ok(respond::list(resource, &items, from.rv, token, None, format))
     }
 
@@ -235,7 +235,7 @@ impl ApiServer {
         let snapshot = self.objects.cache.resource(resource).snapshot(&prefix, self.objects.cache.applied());
         let mut deleted = Vec::new();
         for object in snapshot.objects.iter().filter(|o| filter.matches(o)) {
-            match self.objects.delete(resource, &object.namespace, &object.name, &options).await {
+            match self.objects.delete(resource, object.namespace(), object.name(), &options).await {
                 Ok(Deleted::Gone(value) | Deleted::Pending(value)) => deleted.push(value),
                 Err(e) if e.reason == "NotFound" => {}
                 Err(e) => return Err(e),

@@ -87,9 +87,9 @@ async fn finalize(server: Arc<ApiServer>, namespace: String) {
                 remaining += 1;
                 let deleting = object.value().pointer("/metadata/deletionTimestamp").is_some();
                 if !deleting {
-                    if let Err(error) = server.objects.delete(resource, &namespace, &object.name, &options).await {
+                    if let Err(error) = server.objects.delete(resource, &namespace, object.name(), &options).await {
                         if error.reason != "NotFound" {
-                            tracing::warn!(%namespace, name = %object.name, kind = resource.kind, message = %error.message, "namespace cleanup could not delete an object");
+                            tracing::warn!(%namespace, name = %object.name(), kind = resource.kind, message = %error.message, "namespace cleanup could not delete an object");
                         }
                     }
                 }
