@@ -8,6 +8,8 @@
 pub mod defaults;
 pub mod meta;
 pub mod patch_strategies;
+pub mod protobuf;
+mod protobuf_schema;
 pub mod registry;
 pub mod schema;
 pub mod selector;
