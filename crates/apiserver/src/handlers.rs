@@ -86,7 +86,7 @@ impl ApiServer {
                 let created = self.objects.create(resource, object, write_options(&query)?).await?;
                 Ok(with_warnings(respond::object(StatusCode::CREATED, resource, &created, format), &warnings))
             }
-            (&Method::DELETE, None, None) => self.delete_collection(&path, &query, &body).await,
+            (&Method::DELETE, None, None) => self.delete_collection(&path, &query, headers, &body).await,
             (&Method::GET, Some(name), None | Some("status")) => {
                 let (object, _) = self.objects.get(resource, &namespace, name).await?;
                 Ok(respond::object(StatusCode::OK, resource, &object, format))
@@ -121,7 +121,7 @@ impl ApiServer {
                 Ok(with_warnings(respond::object(StatusCode::OK, resource, &updated, format), &warnings))
             }
             (&Method::DELETE, Some(name), None) => {
-                let options = delete_options(&query, &body)?;
+                let options = delete_options(headers, &query, &body)?;
                 match self.objects.delete(resource, &namespace, name, &options).await? {
                     Deleted::Gone(object) => {
                         let uid = meta::str_at(&object, "/metadata/uid");
@@ -226,10 +226,10 @@ impl ApiServer {
         Ok(respond::list(resource, &items, from.rv, token, None, format))
     }
 
-    async fn delete_collection(&self, path: &ResourcePath, query: &Query, body: &Bytes) -> ApiResult<Response> {
+    async fn delete_collection(&self, path: &ResourcePath, query: &Query, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
         let resource = path.resource;
         let filter = Filter::parse(resource, query)?;
-        let options = delete_options(query, body)?;
+        let options = delete_options(headers, query, body)?;
         let prefix = keys::list_prefix(resource, path.namespace.as_deref());
         self.objects.cache.sync().await?;
         let snapshot = self.objects.cache.resource(resource).snapshot(&prefix, self.objects.cache.applied());
@@ -389,17 +389,15 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        // kubectl's typed clients (create namespace, create configmap, expose, ...) send these.
+        "application/vnd.kubernetes.protobuf" => tugboat_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string())),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
 
 /// DeleteOptions from the body (as kubectl sends them) or the query.
-fn delete_options(query: &Query, body: &Bytes) -> ApiResult<DeleteOptions> {
-    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the DeleteOptions body is not valid JSON: {e}")))?
-    };
+fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> ApiResult<DeleteOptions> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { decode_body(headers, body)? };
     let policy = body.get("propagationPolicy").and_then(Value::as_str).map(str::to_owned).or_else(|| query.get("propagationPolicy").map(str::to_owned));
     if let Some(p) = &policy {
         if !matches!(p.as_str(), "Foreground" | "Background" | "Orphan") {
