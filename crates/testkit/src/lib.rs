@@ -61,13 +61,26 @@ impl Etcd {
             .spawn()
             .expect("etcd failed to start");
         let etcd = Self { child, _dir: dir, endpoint: client_url };
-        let health = format!("127.0.0.1:{client}");
+        let address = format!("127.0.0.1:{client}");
         assert!(
-            wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(&health).is_ok()),
-            "etcd did not listen on {health} within 20 s"
+            wait_until(Duration::from_secs(20), || etcd_healthy(&address)),
+            "etcd did not report healthy on {address} within 20 s"
         );
         etcd
     }
+}
+
+/// etcd's own health endpoint says `"health":"true"` once it serves requests.
+fn etcd_healthy(address: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.contains("\"health\":\"true\"")
 }
 
 impl Drop for Etcd {

@@ -109,10 +109,18 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
             if endpoints.iter().any(|e| !e.starts_with("http://")) {
                 anyhow::bail!("--datastore-endpoint {endpoint:?}: expected http://host:port[,http://host:port...] (etcd v3)");
             }
-            let store = EtcdStore::connect(&endpoints)
-                .await
-                .with_context(|| format!("cannot reach etcd at {endpoint}"))?;
-            Ok(Arc::new(store))
+            // etcd started alongside (by systemd, a script or a test) may take a moment to answer.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                match EtcdStore::connect(&endpoints).await {
+                    Ok(store) => return Ok(Arc::new(store)),
+                    Err(error) if std::time::Instant::now() < deadline => {
+                        tracing::warn!(%error, %endpoint, "etcd is not answering yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(error) => return Err(error).with_context(|| format!("cannot reach etcd at {endpoint} (gave up after 30 s)")),
+                }
+            }
         }
     }
 }
