@@ -909,8 +909,9 @@ fn resource_quota_row(quota: &Value, now: jiff::Timestamp) -> Vec<Value> {
 // Nodes and events.
 
 fn node_row(node: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    // Only the Ready condition makes the status; a node that has not reported is "Unknown".
-    let mut status = match list(node, "/status/conditions").iter().find(|c| text(c, "/type") == "Ready") {
+    // Only the Ready condition makes the status (the last one listed, should there be several);
+    // a node that has not reported is "Unknown".
+    let mut status = match list(node, "/status/conditions").iter().rev().find(|c| text(c, "/type") == "Ready") {
         Some(c) if text(c, "/status") == "True" => "Ready".to_string(),
         Some(_) => "NotReady".to_string(),
         None => "Unknown".to_string(),
@@ -1522,6 +1523,8 @@ mod tests {
              json!("192.168.1.2"), json!("<none>"), json!("Debian"), json!("<unknown>"), json!("<unknown>")]
         );
         assert_eq!(cells(&NODE, json!({}))[1..3], [json!("Unknown"), json!("<none>")]);
+        let flapping = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Ready", "status": "Unknown"}]}});
+        assert_eq!(cells(&NODE, flapping)[1], "NotReady");
     }
 
     #[test]
