@@ -39,7 +39,11 @@ pub fn validate_object(resource: &ResourceType, object: &Value) -> Vec<FieldErro
     }
     let name = text(metadata, "name");
     if name.is_empty() {
-        errors.push(required("metadata.name", "name or generateName is required"));
+        // The API server fills the name in from a valid generateName before it validates; an
+        // object checked before that is complete with the prefix alone.
+        if generate_name.is_empty() {
+            errors.push(required("metadata.name", "name or generateName is required"));
+        }
     } else {
         for message in name_problems(resource.name_rule, name, false) {
             errors.push(invalid("metadata.name", &quoted(name), &message));
@@ -1591,6 +1595,10 @@ mod tests {
         assert_eq!(validate_object(pods, &prefixed), []);
         let bad_prefix = validate_object(pods, &json!({"metadata": {"generateName": "Web-", "name": "web-1", "namespace": "default"}}));
         assert_eq!(bad_prefix[0].field, "metadata.generateName");
+        // Before the name is generated, the prefix alone will do.
+        assert_eq!(validate_object(pods, &json!({"metadata": {"generateName": "web-", "namespace": "default"}})), []);
+        let only_bad_prefix = validate_object(pods, &json!({"metadata": {"generateName": "Web-", "namespace": "default"}}));
+        assert_eq!(only_bad_prefix.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["metadata.generateName"]);
     }
 
     #[test]
