@@ -119,6 +119,21 @@ async fn api(name: &str, server: &Server, args: &Args) -> anyhow::Result<()> {
     let rss_before = rss_kib(pid);
     let data = "x".repeat(args.object_bytes);
 
+    // One client, like-for-like with the single-client raw etcd figure.
+    let c = client.clone();
+    let body = Arc::new(data.clone());
+    let single = args.objects.min(2_000);
+    let mut create_one = concurrently(single, 1, move |i| {
+        let (c, body) = (c.clone(), body.clone());
+        async move {
+            let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("one-{i}")}, "data": {"payload": *body}});
+            c.create("/api/v1/namespaces/bench/configmaps", &object).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    println!("{}", create_one.line("create (1 client)"));
+
     // A watcher started before the burst: how fast do events reach it?
     let mut events = client.watch("/api/v1/namespaces/bench/configmaps?watch=true&resourceVersion=0").await?;
     let expected = args.objects;
@@ -127,7 +142,8 @@ async fn api(name: &str, server: &Server, args: &Args) -> anyhow::Result<()> {
         let mut seen = 0;
         while seen < expected {
             match events.next().await {
-                Some(Ok(_)) => seen += 1,
+                Some(Ok(event)) if event["object"]["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("cm-")) => seen += 1,
+                Some(Ok(_)) => {}
                 _ => break,
             }
         }
@@ -148,6 +164,20 @@ async fn api(name: &str, server: &Server, args: &Args) -> anyhow::Result<()> {
     println!("{}", create.line(&format!("create ({} clients)", args.clients)));
     let (seen, took) = watcher.await?;
     println!("{:<34} {:>9.0} events/s ({seen} events to one watcher during the create burst)", "watch delivery", seen as f64 / took.as_secs_f64());
+
+    // Memory right after the burst, before later phases add transient buffers.
+    let rss_after = rss_kib(pid);
+    let stored = args.objects + single;
+    let per_object = (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored as f64;
+    println!(
+        "{:<34} {:>9.1} MiB per 10,000 objects ({:.0} bytes per {}-byte object; RSS {} -> {} MiB)",
+        "server memory",
+        per_object * 10_000.0 / 1_048_576.0,
+        per_object,
+        args.object_bytes,
+        rss_before / 1024,
+        rss_after / 1024
+    );
 
     let c = client.clone();
     let mut get = concurrently(args.objects, args.clients, move |i| {
@@ -226,18 +256,6 @@ async fn api(name: &str, server: &Server, args: &Args) -> anyhow::Result<()> {
     let mut paced = Sample { latencies, wall: started.elapsed() };
     println!("{}", paced.line(&format!("paced create at {}/s", args.paced_rate)));
 
-    let rss_after = rss_kib(pid);
-    let stored = args.objects + total;
-    let per_object = (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored as f64;
-    println!(
-        "{:<34} {:>9.1} MiB per 10,000 objects ({:.0} bytes per {}-byte object; RSS {} -> {} MiB)",
-        "server memory",
-        per_object * 10_000.0 / 1_048_576.0,
-        per_object,
-        args.object_bytes,
-        rss_before / 1024,
-        rss_after / 1024
-    );
     Ok(())
 }
 
