@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, CompactionOptions, ConnectOptions, DeleteOptions, EventType, GetOptions, GetResponse, KvClient,
-    ResponseHeader, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    ResponseHeader, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
 use futures::StreamExt;
 
@@ -31,7 +31,8 @@ const ETCD_FUTURE: &str = "required revision is a future revision";
 
 /// A store on an etcd v3 cluster. Dropping it ends every watch stream.
 pub struct EtcdStore {
-    client: Client,
+    kv: KvClient,
+    watch: WatchClient,
     /// The newest compaction this process knows of. Shared with the watch streams, which learn
     /// of compactions from etcd.
     compacted: Arc<AtomicI64>,
@@ -51,14 +52,22 @@ impl EtcdStore {
             // A member cut off from its cluster refuses rather than serving stale data.
             .with_require_leader(true);
         let client = Client::connect(endpoints, Some(options)).await?;
-        let store = Self { client, compacted: Arc::new(AtomicI64::new(0)), closing: tokio::sync::watch::channel(()).0 };
+        let store = Self {
+            // gRPC's default 4 MiB would refuse a list, or a batch of watch events, of a few large
+            // objects: the answer's size is etcd's to bound (as kube-apiserver also lets it).
+            kv: client.kv_client().max_decoding_message_size(usize::MAX),
+            watch: client.watch_client().max_decoding_message_size(usize::MAX),
+            compacted: Arc::new(AtomicI64::new(0)),
+            closing: tokio::sync::watch::channel(()).0,
+        };
         store.check_format().await?;
         store.refresh_compacted().await?;
         Ok(store)
     }
 
+    /// A handle for one request (the client's calls take `&mut self`; clones share the channel).
     fn kv(&self) -> KvClient {
-        self.client.kv_client()
+        self.kv.clone()
     }
 
     fn compacted(&self) -> Revision {
@@ -359,7 +368,7 @@ impl crate::Store for EtcdStore {
         // etcd reads a start revision of 0 (or less) as "from now on".
         let start = (after + 1).max(1);
         let options = WatchOptions::new().with_range(range_end(prefix)).with_start_revision(start).with_prev_key();
-        let stream = self.client.watch_client().watch(range_start(prefix.as_bytes()), Some(options)).await?;
+        let stream = self.watch.clone().watch(range_start(prefix.as_bytes()), Some(options)).await?;
         let feed =
             Feed { stream, closing: self.closing.subscribe(), compacted: self.compacted.clone(), last: after, done: false };
         Ok(futures::stream::unfold(feed, Feed::next).flat_map(futures::stream::iter).boxed())

@@ -52,6 +52,10 @@ const HISTORY_PAGE: usize = 1000;
 const LIVE_BATCHES: usize = 64;
 /// Events buffered between a watcher's feeding task and its stream.
 const WATCH_BUFFER: usize = 256;
+/// Bytes of WAL file kept on disk between bursts of writes.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// Tries of a read at the current revision that keeps losing races with compactions.
+const CURRENT_READ_ATTEMPTS: u32 = 3;
 /// Revisions compacted per transaction; the writer serves waiting writes between two slices.
 const COMPACTION_SLICE: Revision = 2_000;
 
@@ -169,24 +173,35 @@ impl SqliteStore {
     async fn read_at<T: Send + 'static>(
         &self,
         revision: Option<Revision>,
-        query: impl FnOnce(&Connection, Revision) -> Result<T, StoreError> + Send + 'static,
+        query: impl Fn(&Connection, Revision) -> Result<T, StoreError> + Send + Sync + 'static,
     ) -> Result<T, StoreError> {
-        let at = match revision {
-            Some(requested) => {
-                check_readable(requested, self.shared.compacted(), self.shared.current())?;
-                requested
+        let query = Arc::new(query);
+        let mut attempts = 0;
+        loop {
+            let at = match revision {
+                Some(requested) => {
+                    check_readable(requested, self.shared.compacted(), self.shared.current())?;
+                    requested
+                }
+                None => self.shared.current(),
+            };
+            let (query, shared) = (query.clone(), self.shared.clone());
+            let result = read(&self.shared, move |connection| {
+                let result = query(connection, at)?;
+                // A compaction that started after the check above may have removed rows this read
+                // needed; the compacted revision is raised before any deletion, so this catches it.
+                check_not_compacted(at, shared.compacted())?;
+                Ok(result)
+            })
+            .await;
+            attempts += 1;
+            match result {
+                // A read at the current revision asked for no history: it lost a race with a
+                // compaction up to (nearly) the newest revision, and a newer one will do.
+                Err(StoreError::Compacted { .. }) if revision.is_none() && attempts < CURRENT_READ_ATTEMPTS => continue,
+                result => return result,
             }
-            None => self.shared.current(),
-        };
-        let shared = self.shared.clone();
-        read(&self.shared, move |connection| {
-            let result = query(connection, at)?;
-            // A compaction that started after the check above may have removed rows this read
-            // needed; the compacted revision is raised before any deletion, so this catches it.
-            check_not_compacted(at, shared.compacted())?;
-            Ok(result)
-        })
-        .await
+        }
     }
 }
 
@@ -218,6 +233,9 @@ fn connect(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
     connection.pragma_update(None, "synchronous", "FULL")?;
     // Negative: a size in KiB rather than in pages.
     connection.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+    // Without a limit the WAL file keeps the size of the largest burst it ever held; with one,
+    // SQLite truncates it to this when it starts over after a checkpoint.
+    connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     Ok(connection)
 }
 

@@ -112,6 +112,7 @@ conformance!(
     compaction_discards_history_but_keeps_current_data,
     restart_keeps_data_and_revisions,
     watch_ends_when_the_store_is_dropped,
+    large_values_in_lists_and_watches,
 );
 
 fn bytes(text: &str) -> Bytes {
@@ -592,4 +593,21 @@ async fn watch_ends_when_the_store_is_dropped(mut f: Fixture) {
         Ok(None) | Ok(Some(Err(StoreError::Closed))) => {}
         other => panic!("expected the watch to end, got {other:?}"),
     }
+}
+
+/// Objects of up to about 1 MiB (etcd's request limit is 1.5 MiB), and lists and watch replays
+/// that together carry several times more than a gRPC message is allowed by default (4 MiB).
+async fn large_values_in_lists_and_watches(f: Fixture) {
+    let store = f.store();
+    let start = store.current_revision().await.unwrap();
+    let big = |i: u8| Bytes::from(vec![b'a' + i; 1024 * 1024]);
+    for i in 0..8 {
+        store.create(&format!("/big/{i}"), big(i)).await.unwrap();
+    }
+    let list = store.list("/big/", ListOptions::default()).await.unwrap();
+    assert_eq!(list.items.len(), 8);
+    assert!(list.items.iter().enumerate().all(|(i, kv)| kv.value == big(i as u8)));
+    let mut watch = store.watch("/big/", start).await.unwrap();
+    let events = next_events(&mut watch, 8).await;
+    assert!(events.iter().enumerate().all(|(i, event)| event.kv.value == big(i as u8)));
 }
