@@ -130,7 +130,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`. Synchronous and quick, so it may be
     /// called from async code at start-up: it only touches the file and starts the writer thread.
+    ///
+    /// Fails if another store (in this or another process) has the database open: two writers
+    /// would each count revisions on their own.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        let lock = lock_exclusively(path)?;
         let mut connection = connect(path, options.cache_kib)?;
         let persisted = initialize(&mut connection)?;
         let shared = Arc::new(Shared {
@@ -145,6 +149,7 @@ impl SqliteStore {
         let live = broadcast::channel(LIVE_BATCHES).0;
         let writer = Writer {
             connection,
+            _lock: lock,
             commands: receiver,
             max_batch: options.max_batch.max(1),
             shared: shared.clone(),
@@ -215,6 +220,23 @@ impl Drop for SqliteStore {
                 tracing::error!("the SQLite writer thread panicked");
             }
         }
+    }
+}
+
+/// Takes an exclusive lock on `<path>-lock`, released when the returned file is closed (by the
+/// kernel too, should the process die). A file of its own: SQLite's POSIX locks on the database
+/// would be dropped by closing any other descriptor of it.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push("-lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!("{} is in use by another store (is another tugboat server running on this data directory?)", path.display()),
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
     }
 }
 
@@ -439,6 +461,8 @@ fn history(connection: &Connection, prefix: &str, after: Revision) -> Result<Vec
 /// `current`, so revisions are assigned without any further locking.
 struct Writer {
     connection: Connection,
+    /// Held for as long as the write connection is open (fields drop in order).
+    _lock: std::fs::File,
     commands: mpsc::Receiver<Command>,
     max_batch: usize,
     shared: Arc<Shared>,

@@ -101,6 +101,23 @@ async fn sqlite_refuses_another_format_version() {
     }
 }
 
+#[tokio::test]
+async fn sqlite_refuses_a_second_store_on_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let first = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    match SqliteStore::open(&path, SqliteOptions::default()) {
+        Err(StoreError::Io(error)) => assert!(error.to_string().contains("in use"), "{error}"),
+        Err(other) => panic!("expected an Io error saying the file is in use, got {other}"),
+        Ok(_) => panic!("a second store opened the same file"),
+    }
+    // Closing the first frees the file, even while its watchers are still around.
+    let watch = first.watch("/", 1).await.unwrap();
+    drop(first);
+    SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    drop(watch);
+}
+
 async fn start_etcd() -> tugboat_testkit::Etcd {
     tokio::task::spawn_blocking(tugboat_testkit::Etcd::start).await.unwrap()
 }
