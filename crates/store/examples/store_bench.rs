@@ -43,7 +43,7 @@ async fn main() {
     let args = parse_args();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = match &args.etcd {
-        Some(endpoint) => Arc::new(EtcdStore::connect(&[endpoint.clone()]).await.unwrap()),
+        Some(endpoint) => Arc::new(EtcdStore::connect(std::slice::from_ref(endpoint)).await.unwrap()),
         None => Arc::new(SqliteStore::open(&dir.path().join("bench.db"), SqliteOptions::default()).unwrap()),
     };
     let run = format!("/bench/{}", std::process::id());
