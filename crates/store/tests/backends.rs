@@ -118,6 +118,54 @@ async fn sqlite_refuses_a_second_store_on_the_same_file() {
     drop(watch);
 }
 
+/// Compaction works through a long log in slices between batches of writes: writers wait for a
+/// slice at most, and readers at the current revision never see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_compaction_does_not_stall_writes_or_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap());
+    // Many concurrent writers: few commits, so building a long log stays quick.
+    let keys = 6000;
+    let writers: Vec<_> = (0..64)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in (task..keys).step_by(64) {
+                    let key = format!("/c/{i:05}");
+                    let created = store.create(&key, Bytes::from_static(b"first")).await.unwrap();
+                    store.update(&key, Bytes::from_static(b"second"), created).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let target = store.current_revision().await.unwrap();
+
+    let compaction = tokio::spawn({
+        let store = store.clone();
+        async move { store.compact(target).await }
+    });
+    let mut slowest = Duration::ZERO;
+    let mut rounds = 0;
+    while !compaction.is_finished() {
+        let started = Instant::now();
+        store.create(&format!("/during/{rounds}"), Bytes::from_static(b"x")).await.unwrap();
+        slowest = slowest.max(started.elapsed());
+        let list = store.list("/c/", ListOptions { limit: Some(10), ..Default::default() }).await.unwrap();
+        assert_eq!(list.items.len(), 10);
+        rounds += 1;
+    }
+    compaction.await.unwrap().unwrap();
+    assert!(slowest < Duration::from_secs(2), "a write waited {slowest:?} behind the compaction");
+    let list = store.list("/c/", ListOptions::default()).await.unwrap();
+    assert_eq!(list.items.len(), keys);
+    assert!(list.items.iter().all(|kv| kv.value == Bytes::from_static(b"second")));
+    assert!(matches!(store.get("/c/00000", Some(target - 1)).await, Err(StoreError::Compacted { .. })));
+    assert_eq!(store.list("/during/", ListOptions::default()).await.unwrap().items.len(), rounds);
+}
+
 async fn start_etcd() -> tugboat_testkit::Etcd {
     tokio::task::spawn_blocking(tugboat_testkit::Etcd::start).await.unwrap()
 }
