@@ -44,8 +44,11 @@ impl Default for SqliteOptions {
     }
 }
 
-/// Events read per query when replaying history to a watcher.
+/// Events read per query when replaying history to a watcher, fewer if their values reach
+/// [`HISTORY_PAGE_BYTES`] first.
 const HISTORY_PAGE: usize = 1000;
+/// Bounds the memory of one page of history replay (an object can be up to 1.5 MiB).
+const HISTORY_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Committed batches the live feed keeps (tokio's broadcast holds them until overwritten, read
 /// or not); a watcher that falls further behind re-reads the log instead, so this bounds memory,
 /// not correctness.
@@ -426,12 +429,17 @@ const HISTORY_SQL: &str = "
     WHERE l.revision > ?1 AND +l.key >= ?2 AND (?3 IS NULL OR +l.key < ?3)
     ORDER BY l.revision LIMIT ?4";
 
-/// Changes to keys in `prefix` after revision `after`, oldest first, at most [`HISTORY_PAGE`].
-fn history(connection: &Connection, prefix: &str, after: Revision) -> Result<Vec<Event>, StoreError> {
+/// Changes to keys in `prefix` after revision `after`, oldest first: at most [`HISTORY_PAGE`]
+/// events, and not many more than [`HISTORY_PAGE_BYTES`] of values. True if none follow them.
+fn history(connection: &Connection, prefix: &str, after: Revision) -> Result<(Vec<Event>, bool), StoreError> {
     let mut statement = connection.prepare_cached(HISTORY_SQL)?;
     let mut rows = statement.query(params![after, prefix, prefix_end(prefix), HISTORY_PAGE as i64])?;
     let mut events = Vec::new();
+    let mut bytes = 0;
     while let Some(row) = rows.next()? {
+        if bytes >= HISTORY_PAGE_BYTES {
+            return Ok((events, false));
+        }
         let revision: Revision = row.get(0)?;
         let key: String = row.get(1)?;
         // A version keeps the create revision of the one it replaces.
@@ -452,9 +460,11 @@ fn history(connection: &Connection, prefix: &str, after: Revision) -> Result<Vec
             let value = Bytes::from(row.get::<_, Vec<u8>>(2)?);
             Event { kind: EventKind::Put, kv: KeyValue { key, value, create_revision, mod_revision: revision }, prev }
         };
+        bytes += event.kv.value.len() + event.prev.as_ref().map_or(0, |prev| prev.value.len());
         events.push(event);
     }
-    Ok(events)
+    let complete = events.len() < HISTORY_PAGE;
+    Ok((events, complete))
 }
 
 /// The writer thread: the only user of the write connection and the only one raising
@@ -700,7 +710,7 @@ async fn follow(
                 Ok(page)
             })
             .await?;
-            let complete = page.len() < HISTORY_PAGE;
+            let (page, complete) = page;
             for event in page {
                 *last = event.revision();
                 if sender.send(Ok(event)).await.is_err() {

@@ -601,13 +601,14 @@ async fn large_values_in_lists_and_watches(f: Fixture) {
     let store = f.store();
     let start = store.current_revision().await.unwrap();
     let big = |i: u8| Bytes::from(vec![b'a' + i; 1024 * 1024]);
-    for i in 0..8 {
-        store.create(&format!("/big/{i}"), big(i)).await.unwrap();
+    let count = 12;
+    for i in 0..count {
+        store.create(&format!("/big/{i:02}"), big(i)).await.unwrap();
     }
     let list = store.list("/big/", ListOptions::default()).await.unwrap();
-    assert_eq!(list.items.len(), 8);
+    assert_eq!(list.items.len(), usize::from(count));
     assert!(list.items.iter().enumerate().all(|(i, kv)| kv.value == big(i as u8)));
     let mut watch = store.watch("/big/", start).await.unwrap();
-    let events = next_events(&mut watch, 8).await;
+    let events = next_events(&mut watch, usize::from(count)).await;
     assert!(events.iter().enumerate().all(|(i, event)| event.kv.value == big(i as u8)));
 }
