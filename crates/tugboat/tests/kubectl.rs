@@ -213,7 +213,8 @@ fn python_client(server: &Server) {
         .expect("python3 runs");
     assert!(
         out.status.success(),
-        "python client scenario failed:\n{}\n{}",
+        "python client scenario failed ({}):\n{}\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
