@@ -95,10 +95,14 @@ async fn raw_etcd(endpoint: &str, args: &Args) -> anyhow::Result<()> {
     let value = vec![b'x'; args.object_bytes];
     for clients in [1, args.clients] {
         let total = if clients == 1 { args.objects.min(2_000) } else { args.objects };
-        let client = etcd_client::Client::connect([endpoint], None).await?;
+        // One connection per client, as for the API server below.
+        let mut connections = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            connections.push(etcd_client::Client::connect([endpoint], None).await?);
+        }
         let value = value.clone();
         let mut sample = concurrently(total, clients, move |i| {
-            let mut kv = client.kv_client();
+            let mut kv = connections[i % clients].kv_client();
             let value = value.clone();
             async move {
                 kv.put(format!("/raw/{clients}/{i}"), value, None).await?;
@@ -150,10 +154,15 @@ async fn api(name: &str, server: &Server, args: &Args) -> anyhow::Result<()> {
         (seen, started.elapsed())
     });
 
-    let c = client.clone();
+    // Concurrent clients are separate clients, each with its own connection, as separate
+    // kubelets and controllers would be; one multiplexed connection would measure the connection.
+    let connections: Arc<Vec<Client>> = Arc::new(
+        (0..args.clients).map(|_| Client::from_kubeconfig(&server.kubeconfig())).collect::<Result<_, _>>()?,
+    );
+    let c = connections.clone();
     let body = Arc::new(data.clone());
     let mut create = concurrently(args.objects, args.clients, move |i| {
-        let (c, body) = (c.clone(), body.clone());
+        let (c, body) = (c[i % c.len()].clone(), body.clone());
         async move {
             let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}, "data": {"payload": *body}});
             c.create("/api/v1/namespaces/bench/configmaps", &object).await?;
