@@ -24,6 +24,7 @@ use crate::Registry;
 
 const MAGIC: &[u8] = b"k8s\0";
 
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 const TIME: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Time";
 const MICRO_TIME: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime";
 const DURATION: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Duration";
@@ -314,7 +315,22 @@ fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtobufError> {
             }
         }
     }
+    if name == OBJECT_META {
+        // Go encodes every non-pointer field, zero or not; ObjectMeta's are all `omitempty` in
+        // JSON, so its zero values would otherwise show up as `uid: ""`, `generation: 0`, ...
+        // Its one pointer scalar, deletionGracePeriodSeconds, keeps a meaningful 0.
+        object.retain(|field, value| field == "deletionGracePeriodSeconds" || !is_zero(value));
+    }
     Ok(Value::Object(object))
+}
+
+fn is_zero(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_i64() == Some(0),
+        _ => false,
+    }
 }
 
 /// One map entry; a missing key or value is its zero value, as Go decodes it.
@@ -586,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn namespace_as_kubectl_sends_it_keeps_go_zero_values() {
+    fn namespace_as_kubectl_sends_it_drops_object_meta_zero_values() {
         // `kubectl create namespace team`: Go writes every non-pointer field of ObjectMeta, the
         // zero creationTimestamp as no bytes, and the empty spec and status.
         let meta = w().str(1, "team").str(2, "").str(3, "").str(4, "").str(5, "").str(6, "").int(7, 0).msg(8, w());
@@ -594,8 +610,7 @@ mod tests {
         assert_eq!(
             decode(&ns).unwrap(),
             json!({"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": "team", "generateName": "", "namespace": "", "selfLink": "", "uid": "",
-                                "resourceVersion": "", "generation": 0, "creationTimestamp": null},
+                   "metadata": {"name": "team"},
                    "spec": {}, "status": {"phase": ""}})
         );
     }
