@@ -205,7 +205,7 @@ fn declarations() -> Vec<ResourceType> {
         kind::<core::PersistentVolume>().short(&["pv"]).status().table(&tables::PERSISTENT_VOLUME),
         kind::<core::PersistentVolumeClaim>().short(&["pvc"]).status().table(&tables::PERSISTENT_VOLUME_CLAIM),
         kind::<core::ResourceQuota>().short(&["quota"]).status().table(&tables::RESOURCE_QUOTA),
-        kind::<core::LimitRange>().short(&["limits"]).table(&tables::AGE_ONLY),
+        kind::<core::LimitRange>().short(&["limits"]),
         kind::<apps::Deployment>().short(&["deploy"]).in_all().status().scale()
             .table(&tables::DEPLOYMENT).defaults(defaults::deployment).validation(validation::deployment),
         kind::<apps::ReplicaSet>().short(&["rs"]).in_all().status().scale().fields(&["status.replicas"])
@@ -224,9 +224,9 @@ fn declarations() -> Vec<ResourceType> {
         kind::<coordination::Lease>().table(&tables::LEASE),
         kind::<discovery::EndpointSlice>().table(&tables::ENDPOINT_SLICE),
         kind::<networking::NetworkPolicy>().short(&["netpol"]).table(&tables::NETWORK_POLICY),
-        kind::<rbac::Role>().names(PathSegment).table(&tables::AGE_ONLY),
+        kind::<rbac::Role>().names(PathSegment),
         kind::<rbac::RoleBinding>().names(PathSegment).table(&tables::ROLE_BINDING),
-        kind::<rbac::ClusterRole>().names(PathSegment).table(&tables::AGE_ONLY),
+        kind::<rbac::ClusterRole>().names(PathSegment),
         kind::<rbac::ClusterRoleBinding>().names(PathSegment).table(&tables::ROLE_BINDING),
         kind::<events::Event>().short(&["ev"]).table(&tables::EVENTS_V1),
         kind::<scheduling::PriorityClass>().short(&["pc"]).table(&tables::PRIORITY_CLASS),

@@ -112,9 +112,6 @@ const SELECTOR: Column = column("Selector", "string", 1, "A label query over pod
 /// Kinds without a printer of their own get kube-apiserver's default table: NAME and CREATED AT
 /// (an RFC 3339 `date`, not an age).
 pub static DEFAULT: TableSpec = TableSpec { columns: &CREATED_AT_COLUMNS, row: created_at_row };
-/// Roles, cluster roles and limit ranges, which kube-apiserver prints with its default table
-/// (NAME, CREATED AT) like any kind without a printer.
-pub static AGE_ONLY: TableSpec = TableSpec { columns: &CREATED_AT_COLUMNS, row: created_at_row };
 
 const CREATED_AT_COLUMNS: [Column; 2] =
     [NAME, column("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.")];
@@ -1588,15 +1585,15 @@ mod tests {
         assert_eq!(cells(&PRIORITY_CLASS, json!({"value": 1000, "globalDefault": true}))[1..3], [json!(1000), json!(true)]);
         assert_eq!(cells(&LEASE, json!({"spec": {"holderIdentity": "n1"}}))[1], "n1");
         assert_eq!(cells(&NAMESPACE, json!({"status": {"phase": "Active"}}))[1], "Active");
-        assert_eq!(cells(&AGE_ONLY, json!({"metadata": {"creationTimestamp": "2024-01-02T03:04:05.25Z"}}))[1], "2024-01-02T03:04:05Z");
+        assert_eq!(cells(&DEFAULT, json!({"metadata": {"creationTimestamp": "2024-01-02T03:04:05.25Z"}}))[1], "2024-01-02T03:04:05Z");
         assert_eq!(cells(&DEFAULT, json!({}))[1], "0001-01-01T00:00:00Z");
-        assert_eq!(AGE_ONLY.columns[1].type_, "date");
+        assert_eq!(DEFAULT.columns[1].type_, "date");
     }
 
     #[test]
     fn every_table_has_a_name_column_and_one_cell_per_column() {
         for table in [
-            &DEFAULT, &AGE_ONLY, &NAMESPACE, &POD, &SERVICE, &ENDPOINTS, &CONFIG_MAP, &SECRET, &NODE, &EVENT, &SERVICE_ACCOUNT,
+            &DEFAULT, &NAMESPACE, &POD, &SERVICE, &ENDPOINTS, &CONFIG_MAP, &SECRET, &NODE, &EVENT, &SERVICE_ACCOUNT,
             &REPLICATION_CONTROLLER, &PERSISTENT_VOLUME, &PERSISTENT_VOLUME_CLAIM, &RESOURCE_QUOTA, &DEPLOYMENT, &REPLICA_SET,
             &STATEFUL_SET, &DAEMON_SET, &CONTROLLER_REVISION, &JOB, &CRON_JOB, &HORIZONTAL_POD_AUTOSCALER, &LEASE,
             &ENDPOINT_SLICE, &NETWORK_POLICY, &ROLE_BINDING, &EVENTS_V1, &PRIORITY_CLASS,

@@ -315,7 +315,7 @@ impl ApiServer {
                 if !assigned.is_empty() {
                     return Err(ApiError::conflict(&target, &format!("pod {name} is already assigned to node {assigned:?}")));
                 }
-                if meta::str_at(current, "/metadata/deletionTimestamp") != "" {
+                if !meta::str_at(current, "/metadata/deletionTimestamp").is_empty() {
                     return Err(ApiError::conflict(&target, &format!("pod {name} is being deleted, cannot be assigned to a host")));
                 }
                 let mut next = current.clone();

@@ -568,8 +568,7 @@ mod tests {
     use tugboat_api::Registry;
 
     fn resource(group: &str, plural: &str) -> &'static ResourceType {
-        let version = if group.is_empty() { "v1" } else { "v1" };
-        Registry::get().lookup(group, version, plural).unwrap()
+        Registry::get().lookup(group, "v1", plural).unwrap()
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn apply_diff_and_reapply(server: &Server) {
 
 fn everyday_commands(server: &Server) {
     server.kubectl_ok(&["create", "namespace", "team"]);
-    server.kubectl_with_stdin(&["apply", "-f", "-"], Some(&APP_V1.replace("shop", "team").replace("kind: Namespace\nmetadata:\n  name: team", "kind: Namespace\nmetadata:\n  name: team")));
+    server.kubectl_with_stdin(&["apply", "-f", "-"], Some(&APP_V1.replace("shop", "team")));
 
     let wide = server.kubectl_ok(&["get", "deploy,svc,cm", "-n", "team", "-o", "wide"]);
     for header in ["READY", "UP-TO-DATE", "AVAILABLE", "CONTAINERS", "IMAGES", "SELECTOR", "TYPE", "CLUSTER-IP", "PORT(S)", "DATA"] {
