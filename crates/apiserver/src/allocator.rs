@@ -1,7 +1,8 @@
-//! Cluster IPs and node ports for Services, allocated on create.
+//! Addresses allocated on create: cluster IPs and node ports for Services, pod networks
+//! (spec.podCIDR) for Nodes.
 //!
 //! Invariant: allocation and the create that stores it run under one lock, and the lock is held
-//! until the watch cache has seen the new Service, so two Services never get the same address.
+//! until the watch cache has seen the new object, so two objects never get the same address.
 
 use serde_json::Value;
 use std::collections::HashSet;
@@ -18,14 +19,14 @@ use crate::keys;
 
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 
-/// The service network, e.g. 10.43.0.0/16.
-#[derive(Debug, Clone, Copy)]
-pub struct ServiceCidr {
+/// An IPv4 network, e.g. the service network 10.43.0.0/16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
     pub base: Ipv4Addr,
     pub prefix: u8,
 }
 
-impl ServiceCidr {
+impl Ipv4Cidr {
     pub fn parse(text: &str) -> Result<Self, String> {
         let (ip, prefix) = text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR like 10.43.0.0/16"))?;
         let base: Ipv4Addr = ip.parse().map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
@@ -48,8 +49,12 @@ impl ServiceCidr {
     }
 }
 
+/// Each Node's pod network is this large, as Kubernetes' default node-cidr-mask-size.
+const NODE_CIDR_PREFIX: u8 = 24;
+
 pub struct Allocator {
-    cidr: ServiceCidr,
+    service_cidr: Ipv4Cidr,
+    cluster_cidr: Ipv4Cidr,
     lock: Arc<Mutex<()>>,
 }
 
@@ -65,16 +70,54 @@ impl Allocation {
 }
 
 impl Allocator {
-    pub fn new(cidr: ServiceCidr) -> Self {
-        Self { cidr, lock: Arc::new(Mutex::new(())) }
+    pub fn new(service_cidr: Ipv4Cidr, cluster_cidr: Ipv4Cidr) -> Self {
+        Self { service_cidr, cluster_cidr, lock: Arc::new(Mutex::new(())) }
     }
 
-    /// Fills in a new Service's cluster IP and node ports (checking requested ones are free).
-    pub async fn assign(&self, resource: &'static ResourceType, service: &mut Value, cache: &Cache, dry_run: bool) -> ApiResult<Option<Allocation>> {
-        if !(resource.group.is_empty() && resource.kind == "Service") {
+    /// Fills in what a new object needs allocated: a Service's cluster IP and node ports
+    /// (checking requested ones are free), a Node's pod network.
+    pub async fn assign(&self, resource: &'static ResourceType, object: &mut Value, cache: &Cache, dry_run: bool) -> ApiResult<Option<Allocation>> {
+        if !resource.group.is_empty() {
             return Ok(None);
         }
-        let guard = self.lock.clone().lock_owned().await;
+        let allocated = match resource.kind {
+            "Service" => {
+                let guard = self.lock.clone().lock_owned().await;
+                self.assign_service(resource, object, cache)?;
+                guard
+            }
+            "Node" if meta::str_at(object, "/spec/podCIDR").is_empty() => {
+                let guard = self.lock.clone().lock_owned().await;
+                self.assign_pod_cidr(resource, object, cache)?;
+                guard
+            }
+            _ => return Ok(None),
+        };
+        Ok(if dry_run { None } else { Some(Allocation(allocated)) })
+    }
+
+    /// The first node-sized block of the cluster network that no other Node holds.
+    fn assign_pod_cidr(&self, resource: &'static ResourceType, node: &mut Value, cache: &Cache) -> ApiResult<()> {
+        let snapshot = cache.resource(resource).snapshot(&keys::resource_prefix(resource), cache.applied());
+        let used: HashSet<String> = snapshot.objects.iter().map(|other| meta::str_at(&other.value(), "/spec/podCIDR").to_owned()).collect();
+        let prefix = NODE_CIDR_PREFIX.max(self.cluster_cidr.prefix);
+        let blocks = 1u32 << (prefix - self.cluster_cidr.prefix);
+        let block_size = 1u32 << (32 - prefix);
+        let free = (0..blocks)
+            .map(|i| format!("{}/{prefix}", Ipv4Addr::from(u32::from(self.cluster_cidr.base) + i * block_size)))
+            .find(|cidr| !used.contains(cidr));
+        let Some(cidr) = free else {
+            let name = meta::name(node).to_owned();
+            let message = format!("no free pod network left in the cluster network {}/{}; start the server with a larger --cluster-cidr", self.cluster_cidr.base, self.cluster_cidr.prefix);
+            return Err(ApiError::invalid(&Target { resource, name: &name }, &[FieldError { reason: "FieldValueInvalid", field: "spec.podCIDR".into(), message }]));
+        };
+        let spec = meta::object_field_mut(node, "spec");
+        spec.insert("podCIDR".into(), cidr.clone().into());
+        spec.insert("podCIDRs".into(), serde_json::json!([cidr]));
+        Ok(())
+    }
+
+    fn assign_service(&self, resource: &'static ResourceType, service: &mut Value, cache: &Cache) -> ApiResult<()> {
         let snapshot = cache.resource(resource).snapshot(&keys::resource_prefix(resource), cache.applied());
         let mut used_ips = HashSet::new();
         let mut used_ports = HashSet::new();
@@ -100,8 +143,8 @@ impl Allocator {
                 self.free_ip(&used_ips).ok_or_else(|| invalid("spec.clusterIP", "range is full: no free cluster IP".into()))?
             } else {
                 let ip: Ipv4Addr = requested.parse().map_err(|_| invalid("spec.clusterIP", format!("Invalid value: {requested:?}: must be a valid IP address")))?;
-                if !self.cidr.contains(ip) {
-                    return Err(invalid("spec.clusterIP", format!("Invalid value: {requested:?}: provided IP is not in the valid range. The range of valid IPs is {}/{}", self.cidr.base, self.cidr.prefix)));
+                if !self.service_cidr.contains(ip) {
+                    return Err(invalid("spec.clusterIP", format!("Invalid value: {requested:?}: provided IP is not in the valid range. The range of valid IPs is {}/{}", self.service_cidr.base, self.service_cidr.prefix)));
                 }
                 if used_ips.contains(&ip) {
                     return Err(invalid("spec.clusterIP", format!("Invalid value: {requested:?}: provided IP is already allocated")));
@@ -136,14 +179,14 @@ impl Allocator {
                 }
             }
         }
-        Ok(if dry_run { None } else { Some(Allocation(guard)) })
+        Ok(())
     }
 
     fn free_ip(&self, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        let base = u32::from(self.cidr.base);
+        let base = u32::from(self.service_cidr.base);
         // Skip the network address and the first address (reserved for the `kubernetes` Service
         // unless asked for explicitly), and the broadcast address.
-        (2..self.cidr.size() - 1).map(|offset| Ipv4Addr::from(base + offset)).find(|ip| !used.contains(ip))
+        (2..self.service_cidr.size() - 1).map(|offset| Ipv4Addr::from(base + offset)).find(|ip| !used.contains(ip))
     }
 }
 
@@ -153,12 +196,12 @@ mod tests {
 
     #[test]
     fn cidrs() {
-        let cidr = ServiceCidr::parse("10.43.7.9/16").unwrap();
+        let cidr = Ipv4Cidr::parse("10.43.7.9/16").unwrap();
         assert_eq!(cidr.base, Ipv4Addr::new(10, 43, 0, 0));
         assert!(cidr.contains(Ipv4Addr::new(10, 43, 200, 1)));
         assert!(!cidr.contains(Ipv4Addr::new(10, 44, 0, 1)));
         assert_eq!(cidr.api_service_ip(), Ipv4Addr::new(10, 43, 0, 1));
-        assert!(ServiceCidr::parse("10.43.0.0").is_err());
+        assert!(Ipv4Cidr::parse("10.43.0.0").is_err());
         let allocator = Allocator::new(cidr);
         let used = HashSet::from([Ipv4Addr::new(10, 43, 0, 2)]);
         assert_eq!(allocator.free_ip(&used), Some(Ipv4Addr::new(10, 43, 0, 3)));

@@ -18,7 +18,7 @@ mod respond;
 mod server;
 mod watch;
 
-pub use allocator::ServiceCidr;
+pub use allocator::Ipv4Cidr;
 pub use error::ApiError;
 pub use server::serve;
 
@@ -32,7 +32,9 @@ pub struct ApiConfig {
     /// How `/api` tells clients to reach this server (`host:port`).
     pub advertise_address: String,
     pub secure_port: u16,
-    pub service_cidr: ServiceCidr,
+    pub service_cidr: Ipv4Cidr,
+    /// Pod networks of Nodes (spec.podCIDR) come from this range.
+    pub cluster_cidr: Ipv4Cidr,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
     /// How often history older than the previous interval is compacted away.
@@ -51,7 +53,7 @@ impl ApiServer {
     pub async fn start(store: Arc<dyn Store>, config: ApiConfig) -> Result<Arc<Self>, StartError> {
         let cache = cache::Cache::start(store.clone()).await?;
         let (terminating_tx, terminating_rx) = tokio::sync::mpsc::unbounded_channel();
-        let allocator = allocator::Allocator::new(config.service_cidr);
+        let allocator = allocator::Allocator::new(config.service_cidr, config.cluster_cidr);
         let server = Arc::new(Self { objects: objects::Objects::new(store, cache, allocator, terminating_tx), config });
         namespaces::bootstrap(&server).await.map_err(|e| StartError::Bootstrap(e.message))?;
         tokio::spawn(namespaces::run_finalizer(server.clone(), terminating_rx));

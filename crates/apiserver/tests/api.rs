@@ -7,7 +7,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tugboat_apiserver::{ApiConfig, ApiServer, ServiceCidr};
+use tugboat_apiserver::{ApiConfig, ApiServer, Ipv4Cidr};
 use tugboat_client::{Client, ClientError};
 use tugboat_pki::{write_kubeconfig, ClientIdentity, ClusterPki, Kubeconfig};
 use tugboat_store::{SqliteOptions, SqliteStore, Store};
@@ -30,7 +30,8 @@ async fn start() -> Harness {
     let config = ApiConfig {
         advertise_address: address.to_string(),
         secure_port: address.port(),
-        service_cidr: ServiceCidr::parse("10.43.0.0/16").unwrap(),
+        service_cidr: Ipv4Cidr::parse("10.43.0.0/16").unwrap(),
+        cluster_cidr: Ipv4Cidr::parse("10.42.0.0/16").unwrap(),
         bookmark_interval: Duration::from_millis(200),
         compaction_interval: Duration::from_secs(3600),
     };
@@ -272,4 +273,21 @@ async fn discovery_openapi_and_tables() {
     assert!(doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"].is_object());
     let services = c.get("/api/v1/namespaces/default/services/kubernetes").await.unwrap();
     assert_eq!(services["spec"]["clusterIP"], "10.43.0.1");
+}
+
+#[tokio::test]
+async fn nodes_get_distinct_pod_networks() {
+    let h = start().await;
+    let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    let a = h.client.create("/api/v1/nodes", &node("a")).await.unwrap();
+    let b = h.client.create("/api/v1/nodes", &node("b")).await.unwrap();
+    assert_eq!(a["spec"]["podCIDR"], "10.42.0.0/24");
+    assert_eq!(a["spec"]["podCIDRs"], json!(["10.42.0.0/24"]));
+    assert_eq!(b["spec"]["podCIDR"], "10.42.1.0/24");
+    // A network chosen by the creator is kept.
+    let chosen = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "c"}, "spec": {"podCIDR": "10.42.9.0/24"}});
+    assert_eq!(h.client.create("/api/v1/nodes", &chosen).await.unwrap()["spec"]["podCIDR"], "10.42.9.0/24");
+    h.client.request(Method::DELETE, "/api/v1/nodes/a", None).await.unwrap();
+    // A freed network is handed out again.
+    assert_eq!(h.client.create("/api/v1/nodes", &node("d")).await.unwrap()["spec"]["podCIDR"], "10.42.0.0/24");
 }

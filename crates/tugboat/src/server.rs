@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tugboat_apiserver::{ApiConfig, ApiServer, ServiceCidr};
+use tugboat_apiserver::{ApiConfig, ApiServer, Ipv4Cidr};
 use tugboat_pki::{write_kubeconfig, ClientIdentity, ClusterPki, Kubeconfig};
 use tugboat_store::{EtcdStore, SqliteOptions, SqliteStore, Store};
 
@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// Cluster IPs of Services come from this range.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// Each Node gets a /24 pod network (spec.podCIDR) from this range.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
@@ -45,7 +48,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let pki = ClusterPki::load_or_create(&args.data_dir.join("pki")).context("cannot set up the cluster certificates")?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into(), "kubernetes".into(),
         "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
-    let service_cidr = ServiceCidr::parse(&args.service_cidr).map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
+    let service_cidr = Ipv4Cidr::parse(&args.service_cidr).map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
     names.push(service_cidr.api_service_ip().to_string());
     if let Ok(hostname) = std::fs::read_to_string("/etc/hostname") {
         names.push(hostname.trim().to_string());
@@ -80,6 +83,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         advertise_address: advertise.clone(),
         secure_port: args.secure_port,
         service_cidr,
+        cluster_cidr: Ipv4Cidr::parse(&args.cluster_cidr).map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?,
         bookmark_interval: Duration::from_secs(args.bookmark_interval_seconds.max(1)),
         compaction_interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
     };
