@@ -75,6 +75,12 @@ impl Client {
         Ok(Self { http, base: config.server.trim_end_matches('/').to_owned() })
     }
 
+    /// The same credentials against another server URL (`https://host:port`).
+    pub fn with_server(mut self, server: &str) -> Self {
+        self.base = server.trim_end_matches('/').to_owned();
+        self
+    }
+
     async fn send(&self, method: Method, path: &str, body: Option<(&str, Bytes)>) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base)).header(header::ACCEPT, "application/json");
         let body = match body {

@@ -196,7 +196,9 @@ impl Runtime for FakeRuntime {
         // Remember the command so start failures can be scripted by program name.
         if let Some(program) = config.command.first().or(config.args.first()) {
             if let Some(message) = state.start_failures.get(program).cloned() {
-                state.containers.get_mut(&id).map(|s| s.message = message);
+                if let Some(status) = state.containers.get_mut(&id) {
+                    status.message = message;
+                }
             }
         }
         Ok(id)

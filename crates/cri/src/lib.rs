@@ -31,6 +31,16 @@ pub enum CriError {
     Failed { operation: &'static str, message: String },
 }
 
+impl CriError {
+    /// The runtime's own words, for users (pod status, events): without this crate's framing.
+    pub fn runtime_message(&self) -> String {
+        match self {
+            CriError::NotFound(message) | CriError::Failed { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The output of a command run to completion in a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOutput {

@@ -96,13 +96,7 @@ impl ClusterPki {
         }
         let mut params = CertificateParams::default();
         params.distinguished_name = name("tugboat-apiserver", &[]);
-        params.subject_alt_names = names
-            .iter()
-            .map(|n| match n.parse::<IpAddr>() {
-                Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => n.clone().try_into().map(SanType::DnsName),
-            })
-            .collect::<Result<_, _>>()?;
+        params.subject_alt_names = subject_alt_names(names)?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let pair = self.issue(params, &base)?;
         write_public(&names_path, &wanted)?;
@@ -179,6 +173,17 @@ fn ca_params() -> CertificateParams {
     params.not_before = not_before;
     params.not_after = not_after;
     params
+}
+
+/// DNS names and IP addresses as certificate subject alternative names.
+fn subject_alt_names(names: &[String]) -> Result<Vec<SanType>, rcgen::Error> {
+    names
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => n.clone().try_into().map(SanType::DnsName),
+        })
+        .collect()
 }
 
 fn validity() -> (time::OffsetDateTime, time::OffsetDateTime) {
@@ -277,4 +282,35 @@ mod tests {
         let c = pki.serving_cert(&["localhost".into(), "10.0.0.1".into()]).unwrap();
         assert_ne!(a.cert_pem, c.cert_pem);
     }
+}
+
+/// TLS for a node agent's endpoint: a fresh self-signed serving certificate for `names` (the API
+/// server does not verify it, as kube-apiserver without --kubelet-certificate-authority), and
+/// client certificates REQUIRED and verified against the cluster CA — only the API server (or an
+/// admin) reaches logs, exec and port-forward. HTTP/1.1 only: streams are HTTP/1.1 upgrades.
+pub fn agent_tls_config(client_ca_pem: &str, names: &[String]) -> Result<rustls::ServerConfig, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in parse_certs(client_ca_pem, Path::new("the kubeconfig's certificate-authority-data"))? {
+        roots.add(cert)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| PkiError::Verifier(e.to_string()))?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = name("tugboat-agent", &[]);
+    params.subject_alt_names = subject_alt_names(names)?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let (not_before, not_after) = validity();
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).map_err(|_| PkiError::BadPem { path: PathBuf::from("agent serving key"), what: "private key" })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.der().clone()], key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
