@@ -12,7 +12,9 @@ need iptables iptables
 need skopeo skopeo
 need docker-registry docker-registry
 [ -x /usr/lib/cni/bridge ] || packages+=(containernetworking-plugins)
-[ -x /bin/busybox ] || packages+=(busybox-static)
+# The test image needs a static busybox; the plain `busybox` package also installs
+# /bin/busybox, but dynamically linked (useless in an image without a libc).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || packages+=(busybox-static)
 
 if [ ${#packages[@]} -gt 0 ]; then
   echo "installing: ${packages[*]}"

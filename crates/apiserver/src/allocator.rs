@@ -202,7 +202,7 @@ mod tests {
         assert!(!cidr.contains(Ipv4Addr::new(10, 44, 0, 1)));
         assert_eq!(cidr.api_service_ip(), Ipv4Addr::new(10, 43, 0, 1));
         assert!(Ipv4Cidr::parse("10.43.0.0").is_err());
-        let allocator = Allocator::new(cidr);
+        let allocator = Allocator::new(cidr, Ipv4Cidr::parse("10.42.0.0/16").unwrap());
         let used = HashSet::from([Ipv4Addr::new(10, 43, 0, 2)]);
         assert_eq!(allocator.free_ip(&used), Some(Ipv4Addr::new(10, 43, 0, 3)));
     }

@@ -31,7 +31,9 @@ pub fn api_group_list() -> Value {
             names.push(g);
         }
     }
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": names.into_iter().map(group).collect::<Vec<_>>()})
+    let mut groups: Vec<Value> = names.into_iter().map(group).collect();
+    groups.push(crate::agent_proxy::metrics_group());
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 pub fn api_group(name: &str) -> Option<Value> {
@@ -56,6 +58,10 @@ pub fn resource_list(group: &str, version: &str) -> Value {
         }
         if t.group.is_empty() && t.kind == "Pod" {
             resources.push(subresource(t, "binding", "Binding", None, &["create"]));
+            resources.push(subresource(t, "log", "Pod", None, &["get"]));
+            for (name, kind) in [("exec", "PodExecOptions"), ("attach", "PodAttachOptions"), ("portforward", "PodPortForwardOptions")] {
+                resources.push(subresource(t, name, kind, None, &["create", "get"]));
+            }
         }
     }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };

@@ -54,6 +54,11 @@ impl ApiError {
         }
     }
 
+    /// A dependency (a node agent) cannot be reached: 503.
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+    }
+
     pub fn path_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource")
     }

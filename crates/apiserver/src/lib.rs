@@ -5,6 +5,7 @@
 //! it knows nothing about SQLite or etcd.
 //! Invariant: agents, schedulers and controllers never link this crate; they speak HTTP to it.
 
+mod agent_proxy;
 mod allocator;
 mod cache;
 mod discovery;
@@ -39,6 +40,9 @@ pub struct ApiConfig {
     pub bookmark_interval: Duration,
     /// How often history older than the previous interval is compacted away.
     pub compaction_interval: Duration,
+    /// TLS (with the API server's client certificate) for reaching node agents: logs, exec,
+    /// attach, port-forward and metrics. None: those answer 503.
+    pub agent_client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A running API server's state, shared by all connections.

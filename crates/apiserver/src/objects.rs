@@ -80,6 +80,13 @@ impl Objects {
         Ok((object.value(), object.revision))
     }
 
+    /// Every object of a cluster-scoped resource, consistently (as [`Self::get`]).
+    pub async fn list_all(&self, resource: &ResourceType) -> ApiResult<Vec<Value>> {
+        self.cache.sync().await?;
+        let snapshot = self.cache.resource(resource).snapshot(&keys::resource_prefix(resource), self.cache.applied());
+        Ok(snapshot.objects.iter().map(|object| object.value()).collect())
+    }
+
     /// Checks a request body against the URL and the kind's schema, and decodes it through the
     /// kind's typed form. Returns the normalised object and any warnings.
     pub fn admit_body(

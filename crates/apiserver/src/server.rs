@@ -130,6 +130,12 @@ async fn route_authenticated(server: &ApiServer, method: Method, request: Reques
             None => ApiError::path_not_found().into_response(),
         };
     }
+    if path == "/apis/metrics.k8s.io" {
+        return read_only(serde_json::json!({"kind": "APIGroup", "apiVersion": "v1", "name": "metrics.k8s.io", "versions": crate::agent_proxy::metrics_group()["versions"], "preferredVersion": crate::agent_proxy::metrics_group()["preferredVersion"]}));
+    }
+    if path.starts_with("/apis/metrics.k8s.io/v1beta1") {
+        return crate::agent_proxy::metrics(server, &method, &path).await;
+    }
     if let Some(group) = path.strip_prefix("/apis/").filter(|g| !g.contains('/')) {
         return match discovery::api_group(group) {
             Some(doc) => read_only(doc),
@@ -141,6 +147,11 @@ async fn route_authenticated(server: &ApiServer, method: Method, request: Reques
     };
     match target {
         Target::GroupVersion { group, version } => read_only(discovery::resource_list(&group, &version)),
+        Target::Resource(resource_path) if is_pod_stream(&resource_path) => {
+            let (namespace, name) = (resource_path.namespace.clone().unwrap_or_default(), resource_path.name.clone().unwrap_or_default());
+            let subresource = resource_path.subresource.clone().unwrap_or_default();
+            crate::agent_proxy::pod_stream(server, &namespace, &name, &subresource, request).await
+        }
         Target::Resource(resource_path) => {
             let query = match Query::parse(request.uri().query()) {
                 Ok(query) => query,
@@ -154,6 +165,14 @@ async fn route_authenticated(server: &ApiServer, method: Method, request: Reques
             server.handle_resource(method, resource_path, query, parts.headers, body).await
         }
     }
+}
+
+/// `pods/{log,exec,attach,portforward}`: served by the pod's node agent.
+fn is_pod_stream(path: &crate::request::ResourcePath) -> bool {
+    path.resource.group.is_empty()
+        && path.resource.kind == "Pod"
+        && path.name.is_some()
+        && matches!(path.subresource.as_deref(), Some("log" | "exec" | "attach" | "portforward"))
 }
 
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {

@@ -34,6 +34,7 @@ async fn start() -> Harness {
         cluster_cidr: Ipv4Cidr::parse("10.42.0.0/16").unwrap(),
         bookmark_interval: Duration::from_millis(200),
         compaction_interval: Duration::from_secs(3600),
+        agent_client_tls: None,
     };
     let server = ApiServer::start(store.clone(), config).await.unwrap();
     tokio::spawn(tugboat_apiserver::serve(server, listener, tls, std::future::pending()));

@@ -4,6 +4,8 @@
 //! Failures here panic with a message saying what to install or check: this crate only ever
 //! runs inside tests.
 
+pub mod registry;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -97,18 +99,45 @@ pub struct Server {
     pub data_dir: tempfile::TempDir,
     pub port: u16,
     extra_args: Vec<String>,
+    /// The node name of the server's own agent, when it runs one.
+    pub node_name: Option<String>,
 }
 
 impl Server {
-    /// Starts `binary server` (pass `env!("CARGO_BIN_EXE_tugboat")`) with `extra_args`, and waits
-    /// until it answers `kubectl get --raw /readyz`.
+    /// Starts `binary server` (pass `env!("CARGO_BIN_EXE_tugboat")`) without a node agent, with
+    /// `extra_args`, and waits until it answers `kubectl get --raw /readyz`.
     pub fn start(binary: &Path, extra_args: &[&str]) -> Self {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra_args);
+        Self::launch_new(binary, &args, None)
+    }
+
+    /// Starts `binary server` with its node agent (its own containerd under the data dir, a
+    /// node named after the port), and waits until the Node is Ready. On drop, the node's pods
+    /// are stopped and its containerd with them.
+    pub fn start_with_agent(binary: &Path, extra_args: &[&str]) -> Self {
+        let port = free_port();
+        let node_name = format!("node-{port}");
+        let agent_port = free_port().to_string();
+        let mut args = vec!["--node-name", &node_name, "--agent-port", &agent_port];
+        args.extend_from_slice(extra_args);
+        let server = Self::launch_new(binary, &args, Some(node_name.clone()));
+        let ready = wait_until(Duration::from_secs(60), || {
+            let output = server.kubectl(&["get", "node", &node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+            String::from_utf8_lossy(&output.stdout) == "True"
+        });
+        assert!(ready, "the node agent did not report a Ready node within 60 s; log:\n{}", server.log());
+        server
+    }
+
+    fn launch_new(binary: &Path, extra_args: &[&str], node_name: Option<String>) -> Self {
         let mut server = Self {
             binary: binary.to_owned(),
             child: None,
             data_dir: tempfile::tempdir().expect("temporary data directory"),
             port: free_port(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            node_name,
         };
         server.launch();
         server
@@ -224,6 +253,44 @@ fn tail(text: &str, lines: usize) -> String {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.node_name.is_some() && self.child.is_some() {
+            self.stop_node_pods();
+        }
         self.kill9();
+        self.stop_containerd();
+    }
+}
+
+impl Server {
+    /// Force-deletes every pod and waits (bounded) until the agent has stopped their containers,
+    /// so a test leaves no containers, network namespaces or mounts behind.
+    fn stop_node_pods(&self) {
+        let _ = self.kubectl(&["delete", "pods", "--all", "-A", "--grace-period=0", "--force", "--wait=false"]);
+        let tasks = self.containerd_state_dir().map(|d| d.join("io.containerd.runtime.v2.task").join("k8s.io"));
+        wait_until(Duration::from_secs(20), || {
+            tasks.as_ref().is_none_or(|dir| std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()).unwrap_or(true))
+        });
+    }
+
+    fn containerd_dir(&self) -> PathBuf {
+        self.data_dir.path().join("agent").join("containerd")
+    }
+
+    /// The agent's containerd keeps its state where its config says (`state = "..."`).
+    pub fn containerd_state_dir(&self) -> Option<PathBuf> {
+        let config = std::fs::read_to_string(self.containerd_dir().join("config.toml")).ok()?;
+        let line = config.lines().find(|l| l.starts_with("state = "))?;
+        Some(PathBuf::from(line.trim_start_matches("state = ").trim_matches('"')))
+    }
+
+    /// The pid of the agent's containerd, while it runs.
+    pub fn containerd_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.containerd_dir().join("containerd.pid")).ok()?.trim().parse().ok()
+    }
+
+    fn stop_containerd(&self) {
+        let Some(pid) = self.containerd_pid() else { return };
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        wait_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
     }
 }

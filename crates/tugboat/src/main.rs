@@ -1,5 +1,6 @@
 //! The `tugboat` binary: every component behind one subcommand each.
 
+mod agent;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: the API server and its store.
     Server(server::ServerArgs),
+    /// Run a node agent: the pods bound to this node, in containers.
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +31,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
     }
 }

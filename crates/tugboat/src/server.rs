@@ -38,6 +38,11 @@ pub struct ServerArgs {
     /// Seconds between watch bookmarks, for watches that ask for them.
     #[arg(long, default_value_t = 60)]
     bookmark_interval_seconds: u64,
+    /// Run no node agent here (a control plane without workloads).
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    agent: crate::agent::AgentOptions,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -64,6 +69,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .client_cert("admin", &ClientIdentity { user: "admin", groups: &["system:masters"] })
         .context("cannot issue the admin client certificate")?;
 
+    let agent_client = pki
+        .client_cert("apiserver-agent-client", &ClientIdentity { user: "kube-apiserver-kubelet-client", groups: &["system:masters"] })
+        .context("cannot issue the API server's client certificate for node agents")?;
+
     let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
     let advertise = SocketAddr::new(host.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])), args.secure_port).to_string();
     let kubeconfig_path = args.data_dir.join("admin.kubeconfig");
@@ -86,6 +95,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cluster_cidr: Ipv4Cidr::parse(&args.cluster_cidr).map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?,
         bookmark_interval: Duration::from_secs(args.bookmark_interval_seconds.max(1)),
         compaction_interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
+        agent_client_tls: Some(Arc::new(tugboat_pki::agent_client_tls_config(&agent_client).context("cannot set up TLS toward node agents")?)),
     };
     let server = ApiServer::start(store, config).await.context("the API server could not start")?;
     let listen = SocketAddr::new(args.bind_address, args.secure_port);
@@ -94,6 +104,34 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}; is another server running? choose another with --secure-port"))?;
     tracing::info!(%listen, "API server ready");
     println!("Tugboat is running. To use it:\n    export KUBECONFIG={}\n    kubectl get namespaces", kubeconfig_path.display());
+    if !args.disable_agent {
+        let node_name = match &args.agent.node_name {
+            Some(name) => name.clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname").context("cannot read the hostname; pass --node-name")?.trim().to_lowercase(),
+        };
+        let node = pki
+            .client_cert(&format!("node-{node_name}"), &ClientIdentity { user: &format!("system:node:{node_name}"), groups: &["system:nodes"] })
+            .context("cannot issue the node agent's client certificate")?;
+        let agent_kubeconfig = args.data_dir.join("agent.kubeconfig");
+        write_kubeconfig(
+            &agent_kubeconfig,
+            &Kubeconfig { server: format!("https://{advertise}"), ca_pem: pki.ca_cert_pem.clone(), client_cert_pem: Some(node.cert_pem), client_key_pem: Some(node.key_pem), token: None },
+        )
+        .context("cannot write the agent's kubeconfig")?;
+        let client = tugboat_client::Client::from_kubeconfig(&agent_kubeconfig).context("cannot use the agent's kubeconfig")?;
+        let mut options = args.agent.clone();
+        options.node_name = Some(node_name);
+        if options.node_ip.is_none() && !args.bind_address.is_unspecified() {
+            options.node_ip = Some(args.bind_address);
+        }
+        let data_dir = args.data_dir.join("agent");
+        let ca_pem = pki.ca_cert_pem.clone();
+        tokio::spawn(async move {
+            if let Err(error) = crate::agent::start(client, ca_pem, data_dir, options, std::future::pending()).await {
+                tracing::error!("the node agent stopped: {error:#}");
+            }
+        });
+    }
     tugboat_apiserver::serve(server, listener, Arc::new(tls), shutdown_signal()).await;
     tracing::info!("shut down");
     Ok(())
@@ -129,7 +167,7 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
