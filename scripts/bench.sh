@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Benchmarks (not tests): prints API throughput/latency on SQLite and etcd, server memory per
-# stored object, and raw etcd put throughput from the same run. Arguments go to tugboat-bench
-# (--objects N --clients C --object-bytes B --paced-rate R).
+# Benchmarks (not tests): they print figures and assert nothing.
+#   scripts/bench.sh [--objects N --clients C --object-bytes B --paced-rate R]
+#       API throughput/latency on SQLite and etcd, server memory per stored object, and raw etcd
+#       put throughput from the same run.
+#   scripts/bench.sh pods [--bursts 1,10,50]
+#       pod start latency (API create → Running seen by a watcher) beside the CRI floor measured
+#       in the same run, and the agent's memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+if [ "${1:-}" = pods ]; then
+  shift
+  cargo build --release --bin tugboat --bin tugboat-bench-pods
+  exec target/release/tugboat-bench-pods --tugboat target/release/tugboat "$@"
+fi
 cargo build --release --bin tugboat --bin tugboat-bench
 exec target/release/tugboat-bench --tugboat target/release/tugboat "$@"

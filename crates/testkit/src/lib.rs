@@ -119,7 +119,12 @@ impl Server {
         let port = free_port();
         let node_name = format!("node-{port}");
         let agent_port = free_port().to_string();
-        let mut args = vec!["--node-name", &node_name, "--agent-port", &agent_port];
+        // Servers of parallel tests are separate clusters on one host: each needs pod networks
+        // of its own, or their bridges would claim the same subnet.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let index = (std::process::id() * 7 + STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 64;
+        let cluster_cidr = format!("10.{}.0.0/16", 128 + index);
+        let mut args = vec!["--node-name", &node_name, "--agent-port", &agent_port, "--cluster-cidr", &cluster_cidr];
         args.extend_from_slice(extra_args);
         let server = Self::launch_new(binary, &args, Some(node_name.clone()));
         let ready = wait_until(Duration::from_secs(60), || {
@@ -292,5 +297,28 @@ impl Server {
         let Some(pid) = self.containerd_pid() else { return };
         let _ = Command::new("kill").arg(pid.to_string()).status();
         wait_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
+        // Containers the agent could not stop in time (their shims name this containerd's
+        // socket) go too: a test must not leave processes behind.
+        if let Some(state) = self.containerd_state_dir() {
+            let socket = state.join("containerd.sock");
+            let shims = Command::new("pgrep").arg("-f").arg(format!("-address {}", socket.display())).output();
+            for shim in shims.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().split_whitespace() {
+                let _ = Command::new("pkill").args(["-9", "-P", shim]).status();
+                let _ = Command::new("kill").args(["-9", shim]).status();
+            }
+            // And the mounts (rootfs, shm) their abrupt end left.
+            let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+            let prefix = state.to_string_lossy().into_owned();
+            let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| p.starts_with(&prefix)).collect();
+            points.sort_by(|a, b| b.len().cmp(&a.len()));
+            for point in points {
+                let _ = Command::new("umount").args(["-l", point]).status();
+            }
+        }
+        // The CNI bridge outlives its pods; it goes with the node.
+        let cni = std::fs::read_to_string(self.data_dir.path().join("agent/cni/net.d/10-tugboat.conflist")).unwrap_or_default();
+        if let Some(bridge) = cni.split("\"bridge\": \"").nth(1).and_then(|rest| rest.split('"').next()) {
+            let _ = Command::new("ip").args(["link", "delete", bridge]).stderr(Stdio::null()).status();
+        }
     }
 }

@@ -190,9 +190,6 @@ spec:
       exec: {{command: ["cat", "/tmp/ready"]}}
       periodSeconds: 1
       failureThreshold: 1
-  - name: crasher
-    image: {image}
-    command: ["sh", "-c", "exit 3"]
   - name: unhealthy
     image: {image}
     command: ["sh", "-c", "touch /tmp/alive; sleep 4; rm /tmp/alive; exec sleep 100000"]
@@ -228,27 +225,41 @@ spec:
     let events = server.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=heal"]);
     assert!(events.contains("Unhealthy") && events.contains("failed liveness probe"), "{events}");
 
-    // The crasher goes to CrashLoopBackOff, and the gaps between its runs grow.
-    let mut restarts: Vec<(String, String)> = Vec::new();
-    wait_until(Duration::from_secs(60), || {
-        let pod = pod_json(&server, "heal");
-        let crasher = container(&pod, "crasher");
-        if let (Some(finished), Some(count)) = (crasher["lastState"]["terminated"]["finishedAt"].as_str(), crasher["restartCount"].as_u64()) {
-            let started = crasher["lastState"]["terminated"]["startedAt"].as_str().unwrap_or_default().to_owned();
-            if restarts.last().map(|(s, _)| s.as_str()) != Some(started.as_str()) {
-                restarts.push((started, finished.to_owned()));
+    // A program that keeps crashing goes to CrashLoopBackOff, and the gaps between its runs grow.
+    apply(
+        &server,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: crasher}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: crasher
+    image: {image}
+    command: ["sh", "-c", "exit 3"]
+"#
+        ),
+    );
+    let mut runs: Vec<(String, String)> = Vec::new();
+    wait_until(Duration::from_secs(90), || {
+        let pod = pod_json(&server, "crasher");
+        let last = &container(&pod, "crasher")["lastState"]["terminated"];
+        if let (Some(started), Some(finished)) = (last["startedAt"].as_str(), last["finishedAt"].as_str()) {
+            if runs.last().map(|(s, _)| s.as_str()) != Some(started) {
+                runs.push((started.to_owned(), finished.to_owned()));
             }
-            return count >= 4;
         }
-        false
+        runs.len() >= 3
     });
-    let pod = pod_json(&server, "heal");
-    assert!(container(&pod, "crasher")["restartCount"].as_u64() >= Some(3), "{pod:#}");
     let parse = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
-    let gaps: Vec<i64> = restarts.windows(2).map(|w| (parse(&w[1].0) - parse(&w[0].1)).get_seconds()).collect();
-    println!("crash loop gaps between runs (s): {gaps:?}");
-    assert!(gaps.windows(2).any(|g| g[1] > g[0]), "back-off delays grow: {gaps:?} ({restarts:?})");
-    let events = server.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=heal"]);
+    let gaps: Vec<i64> = runs.windows(2).map(|w| (parse(&w[1].0) - parse(&w[0].1)).get_seconds()).collect();
+    println!("crash loop: gaps between runs (s): {gaps:?}");
+    assert!(gaps.len() >= 2 && gaps.windows(2).all(|g| g[1] > g[0]), "back-off delays grow: {gaps:?} ({runs:?})");
+    let pod = pod_json(&server, "crasher");
+    assert_eq!(container(&pod, "crasher")["state"]["waiting"]["reason"], "CrashLoopBackOff", "{pod:#}");
+    let events = server.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=crasher"]);
     assert!(events.contains("BackOff"), "{events}");
 }
 
