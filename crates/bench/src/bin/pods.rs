@@ -160,8 +160,11 @@ async fn main() -> anyhow::Result<()> {
         let api = through_api(&client, node, &image, burst, round).await?;
         println!("burst {burst:>3}  API create → Running seen by watcher  {}", quantiles(api));
         println!("          agent RSS with the burst running: {} KiB", rss_kib(agent.id()));
-        // Let deletions finish before the next round.
-        wait_until(Duration::from_secs(60), || server.kubectl(&["get", "pods", "-o", "name"]).stdout.is_empty());
+        // Let the agent stop this round's pods before the next round (and before the end).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !runtime.list_pod_sandboxes(None).await?.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     let _ = agent.kill();
     let _ = agent.wait();
@@ -169,6 +172,10 @@ async fn main() -> anyhow::Result<()> {
     let layout = tugboat_agent::containerd::Layout::new(agent_dir.path());
     if let Ok(pid) = std::fs::read_to_string(layout.pid_file()) {
         let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    let cni = std::fs::read_to_string(layout.cni_conf_dir.join("10-tugboat.conflist")).unwrap_or_default();
+    if let Some(bridge) = cni.split("\"bridge\": \"").nth(1).and_then(|rest| rest.split('"').next()) {
+        let _ = Command::new("ip").args(["link", "delete", bridge]).status();
     }
     Ok(())
 }
