@@ -215,3 +215,29 @@ async fn deleted_pods_stop_then_disappear() {
     assert!(stop < remove, "{calls:?}");
     assert!(h.runtime.running_named("app").is_empty());
 }
+
+#[tokio::test]
+async fn a_changed_config_map_reaches_mounted_files() {
+    let h = start().await;
+    let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"mode": "one"}});
+    h.client.create("/api/v1/namespaces/default/configmaps", &config_map).await.unwrap();
+    let spec = json!({"containers": [{"name": "app", "image": "busybox:1", "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"}]}],
+        "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}]});
+    h.client.create("/api/v1/namespaces/default/pods", &pod("configured", spec)).await.unwrap();
+    let pod = wait_pod(&h.client, "configured", "running", |p| container_status(p, "app")["state"]["running"].is_object()).await;
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let file = h._dir.path().join("agent/pods").join(uid).join("volumes/kubernetes.io~configmap/cfg/mode");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "one");
+    let patch = json!({"data": {"mode": "two"}});
+    h.client.request(http::Method::PATCH, "/api/v1/namespaces/default/configmaps/settings", Some(("application/merge-patch+json", bytes::Bytes::from(patch.to_string())))).await.unwrap();
+    // The agent refreshes mounted configuration every 10 s.
+    let mut content = String::new();
+    for _ in 0..300 {
+        content = std::fs::read_to_string(&file).unwrap_or_default();
+        if content == "two" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(content, "two", "the update reached the mounted file");
+}

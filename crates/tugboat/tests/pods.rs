@@ -309,6 +309,16 @@ spec:
     assert_eq!(container(&pod, "main")["containerID"], id.as_str(), "the agent adopted the running container");
     assert_eq!(container(&pod, "main")["restartCount"], 0);
 
+    // kill -9 of containerd: the agent starts it again and the container keeps running.
+    let old_runtime = server.containerd_pid().expect("the agent's containerd");
+    assert!(Command::new("kill").args(["-9", &old_runtime.to_string()]).status().unwrap().success());
+    let restarted = wait_until(Duration::from_secs(20), || server.containerd_pid().is_some_and(|pid| pid != old_runtime && std::path::Path::new(&format!("/proc/{pid}")).exists()));
+    assert!(restarted, "the agent restarted containerd; log:\n{}", tail(&server.log(), 20));
+    std::thread::sleep(Duration::from_secs(2));
+    let pod = wait_pod(&server, "graceful", "running after the runtime restart", Duration::from_secs(20), |p| container(p, "main")["state"]["running"].is_object());
+    assert_eq!(container(&pod, "main")["containerID"], id.as_str(), "no pod was lost with the runtime");
+    assert_eq!(container(&pod, "main")["restartCount"], 0);
+
     // Delete: preStop, then SIGTERM (the trap exits), then the object goes.
     let pid = container_pid(&server, &id).expect("container pid");
     server.kubectl_ok(&["delete", "pod", "graceful"]);
