@@ -351,9 +351,24 @@ spec:
     image: {image}
     command: ["sleep", "1000"]
     envFrom: [{{configMapRef: {{name: missing}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hog}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: {image}
+    command: ["sh", "-c", "x=$(yes | head -c 200000000); echo survived"]
+    resources: {{limits: {{memory: 20Mi}}}}
 "#
         ),
     );
+    // Going over the memory limit is reported as OOMKilled.
+    let hog = wait_pod(&server, "hog", "Failed", Duration::from_secs(60), |p| p["status"]["phase"] == "Failed");
+    assert_eq!(container(&hog, "hog")["state"]["terminated"]["reason"], "OOMKilled", "{hog:#}");
     let pod = wait_pod(&server, "broken", "pull back-off and errors", Duration::from_secs(60), |p| {
         container(p, "noimage")["state"]["waiting"]["reason"] == "ImagePullBackOff"
             && container(p, "noconfig")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
