@@ -1,6 +1,6 @@
 //! The Kubernetes API surface Tugboat serves, independent of HTTP and storage: the registry of
 //! kinds, their schemas (and OpenAPI), defaults, validation, label and field selectors, and table
-//! columns.
+//! columns, resource quantities.
 //!
 //! Invariant: this crate does no I/O. The API server, the agent and the controllers all build on
 //! it; it depends on none of them.
@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod meta;
 pub mod patch_strategies;
 pub mod protobuf;
+pub mod quantity;
 mod protobuf_schema;
 pub mod registry;
 pub mod schema;

@@ -27,13 +27,13 @@ mod expansion;
 mod fieldpath;
 mod mounts;
 mod mountinfo;
-pub mod quantity;
 mod volumes;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
 
 pub use env::{container_env, EnvError, EnvErrorKind};
 pub use mounts::{container_mounts, container_mounts_with_env};
+pub use tugboat_api::quantity;
 pub use quantity::{cpu_quota, cpu_shares};
 pub use volumes::{ClaimError, HostVolume, PodVolumes, SetUpError, VolumeError, VolumeKind, VolumeManager};
 

@@ -18,6 +18,15 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a node agent: the pods bound to this node, in containers.
     Agent(agent::AgentArgs),
+    /// Run the scheduler alone (`tugboat server` runs one too).
+    Scheduler(SchedulerArgs),
+}
+
+#[derive(clap::Args)]
+struct SchedulerArgs {
+    /// Credentials and address of the API server.
+    #[arg(long)]
+    kubeconfig: std::path::PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +41,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
+        Command::Scheduler(args) => runtime.block_on(async move {
+            let client = tugboat_client::Client::from_kubeconfig(&args.kubeconfig)
+                .map_err(|e| anyhow::anyhow!("cannot use the kubeconfig {}: {e}", args.kubeconfig.display()))?;
+            tugboat_scheduler::run(client, server::shutdown_signal()).await;
+            Ok(())
+        }),
     }
 }

@@ -41,6 +41,9 @@ pub struct ServerArgs {
     /// Run no node agent here (a control plane without workloads).
     #[arg(long)]
     disable_agent: bool,
+    /// Run no scheduler here (pods then need spec.nodeName, or a scheduler elsewhere).
+    #[arg(long)]
+    disable_scheduler: bool,
     #[command(flatten)]
     agent: crate::agent::AgentOptions,
 }
@@ -104,6 +107,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}; is another server running? choose another with --secure-port"))?;
     tracing::info!(%listen, "API server ready");
     println!("Tugboat is running. To use it:\n    export KUBECONFIG={}\n    kubectl get namespaces", kubeconfig_path.display());
+    if !args.disable_scheduler {
+        let identity = pki
+            .client_cert("scheduler", &ClientIdentity { user: "system:kube-scheduler", groups: &[] })
+            .context("cannot issue the scheduler's client certificate")?;
+        let scheduler_kubeconfig = args.data_dir.join("scheduler.kubeconfig");
+        write_kubeconfig(
+            &scheduler_kubeconfig,
+            &Kubeconfig { server: format!("https://{advertise}"), ca_pem: pki.ca_cert_pem.clone(), client_cert_pem: Some(identity.cert_pem), client_key_pem: Some(identity.key_pem), token: None },
+        )
+        .context("cannot write the scheduler's kubeconfig")?;
+        let client = tugboat_client::Client::from_kubeconfig(&scheduler_kubeconfig).context("cannot use the scheduler's kubeconfig")?;
+        tokio::spawn(tugboat_scheduler::run(client, std::future::pending()));
+    }
     if !args.disable_agent {
         let node_name = match &args.agent.node_name {
             Some(name) => name.clone(),

@@ -380,3 +380,61 @@ spec:
     assert!(failed_run["message"].as_str().unwrap_or_default().contains("/no/such/program"), "{failed_run:#}");
     assert!(container(&pod, "noconfig")["state"]["waiting"]["message"].as_str().unwrap_or_default().contains("missing"));
 }
+
+#[test]
+fn the_scheduler_places_pods_and_explains_what_does_not_fit() {
+    let image = ensure_test_registry();
+    let server = server();
+    let node = server.node_name.clone().unwrap();
+    apply(
+        &server,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: placed}}
+spec:
+  containers:
+  - name: main
+    image: {image}
+    command: ["sleep", "100000"]
+    resources: {{requests: {{cpu: 100m, memory: 16Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: too-big}}
+spec:
+  containers:
+  - name: main
+    image: {image}
+    resources: {{requests: {{cpu: "1000"}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: nowhere}}
+spec:
+  nodeSelector: {{disk: ssd}}
+  containers:
+  - name: main
+    image: {image}
+"#
+        ),
+    );
+    let placed = wait_pod(&server, "placed", "Running", Duration::from_secs(60), |p| p["status"]["phase"] == "Running");
+    assert_eq!(placed["spec"]["nodeName"], node.as_str());
+    let events = server.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=placed"]);
+    assert!(events.contains("Scheduled") && events.contains(&format!("Successfully assigned default/placed to {node}")), "{events}");
+
+    let scheduled_condition = |p: &Value| p["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled").cloned()).unwrap_or(Value::Null);
+    let big = wait_pod(&server, "too-big", "Unschedulable", Duration::from_secs(30), |p| scheduled_condition(p)["reason"] == "Unschedulable");
+    assert_eq!(big["status"]["phase"], "Pending");
+    assert_eq!(scheduled_condition(&big)["message"], "0/1 nodes are available: 1 Insufficient cpu.");
+    let events = server.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=too-big"]);
+    assert!(events.contains("FailedScheduling") && events.contains("Insufficient cpu"), "{events}");
+    let nowhere = wait_pod(&server, "nowhere", "Unschedulable", Duration::from_secs(30), |p| scheduled_condition(p)["reason"] == "Unschedulable");
+    assert_eq!(scheduled_condition(&nowhere)["message"], "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.");
+
+    // A label on the node lets the waiting pod in: the scheduler retries when the cluster changes.
+    server.kubectl_ok(&["label", "node", &node, "disk=ssd"]);
+    wait_pod(&server, "nowhere", "bound after the label", Duration::from_secs(30), |p| p["spec"]["nodeName"] == node.as_str());
+}

@@ -1,0 +1,347 @@
+//! The scheduler: watches pods without a node (and `schedulerName` default-scheduler or empty),
+//! filters the nodes they fit on, scores those, and binds each pod to the best through the
+//! `pods/binding` subresource. A pod that fits nowhere gets PodScheduled=False with the message
+//! users know and a FailedScheduling event, and is retried with back-off and whenever the cluster
+//! changes (a node added or changed, a pod gone).
+//!
+//! Invariant: the scheduler writes only through pods/binding, pod status (PodScheduled) and
+//! events; it reads through list/watch.
+//! Invariant: a binding is a conditional write on the server (a bound pod cannot be bound again),
+//! so two schedulers never double-bind; this one counts its own bindings in flight (see `cache`).
+
+mod cache;
+mod plugins;
+
+use bytes::Bytes;
+use cache::Cache;
+use futures::StreamExt;
+use http::Method;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tugboat_client::Client;
+
+pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const RELIST_PAUSE: Duration = Duration::from_secs(1);
+
+struct Waiting {
+    retry_at: Instant,
+    backoff: Duration,
+    message: String,
+}
+
+#[derive(Default)]
+struct State {
+    cache: Cache,
+    /// Pods waiting for a node, by UID (the latest version seen).
+    pending: HashMap<String, Pod>,
+    active: VecDeque<String>,
+    queued: HashSet<String>,
+    unschedulable: HashMap<String, Waiting>,
+    binding: HashSet<String>,
+    /// The scheduling round-robin offset among equally good nodes.
+    rotation: usize,
+}
+
+impl State {
+    fn enqueue(&mut self, uid: &str) {
+        if !self.binding.contains(uid) && !self.unschedulable.contains_key(uid) && self.queued.insert(uid.to_owned()) {
+            self.active.push_back(uid.to_owned());
+        }
+    }
+
+    /// The cluster changed: every unschedulable pod gets another try now.
+    fn retry_unschedulable(&mut self) {
+        let uids: Vec<String> = self.unschedulable.keys().cloned().collect();
+        for uid in uids {
+            if let Some(waiting) = self.unschedulable.get_mut(&uid) {
+                waiting.retry_at = Instant::now();
+            }
+        }
+    }
+}
+
+struct Scheduler {
+    client: Client,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+fn responsible(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let name = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or_default();
+    let unbound = spec.and_then(|s| s.node_name.as_deref()).unwrap_or_default().is_empty();
+    let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+    (name.is_empty() || name == DEFAULT_SCHEDULER) && unbound && pod.metadata.deletion_timestamp.is_none() && !finished
+}
+
+fn key(pod: &Pod) -> (String, String) {
+    (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default())
+}
+
+impl Scheduler {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_pod(&self, kind: &str, pod: Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut state = self.lock();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        if kind == "DELETED" || finished {
+            let freed = state.cache.is_placed(&uid);
+            state.cache.forget(&uid);
+            state.pending.remove(&uid);
+            state.unschedulable.remove(&uid);
+            if freed {
+                state.retry_unschedulable();
+                self.wake.notify_one();
+            }
+            return;
+        }
+        if !node.is_empty() {
+            // Bound (by us or anyone): it counts against its node.
+            state.cache.place(&uid, &pod, &node);
+            state.pending.remove(&uid);
+            state.unschedulable.remove(&uid);
+            return;
+        }
+        if responsible(&pod) {
+            state.pending.insert(uid.clone(), pod);
+            state.enqueue(&uid);
+            self.wake.notify_one();
+        } else {
+            state.pending.remove(&uid);
+        }
+    }
+
+    fn on_node(&self, kind: &str, node: Node) {
+        let mut state = self.lock();
+        let changed = if kind == "DELETED" {
+            state.cache.remove_node(node.metadata.name.as_deref().unwrap_or_default());
+            false
+        } else {
+            state.cache.set_node(&node)
+        };
+        if changed {
+            state.retry_unschedulable();
+            self.wake.notify_one();
+        }
+    }
+
+    /// The next pod to schedule: the active queue first, then unschedulable ones whose wait ended.
+    fn next(&self) -> Result<String, Option<Instant>> {
+        let mut state = self.lock();
+        while let Some(uid) = state.active.pop_front() {
+            state.queued.remove(&uid);
+            if state.pending.contains_key(&uid) {
+                return Ok(uid);
+            }
+        }
+        let now = Instant::now();
+        let due = state.unschedulable.iter().filter(|(_, w)| w.retry_at <= now).map(|(uid, _)| uid.clone()).next();
+        if let Some(uid) = due {
+            return Ok(uid);
+        }
+        Err(state.unschedulable.values().map(|w| w.retry_at).min())
+    }
+
+    /// One scheduling decision; binding runs in the background.
+    fn schedule_one(self: &Arc<Self>, uid: String) {
+        let mut state = self.lock();
+        let Some(pod) = state.pending.get(&uid).cloned() else {
+            state.unschedulable.remove(&uid);
+            return;
+        };
+        let request = plugins::PodRequest { pod: &pod, resources: cache::pod_requests(&pod), host_ports: cache::host_ports(&pod), owner_uid: cache::controller_uid(&pod) };
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut best: Vec<(i64, String)> = Vec::new();
+        for (name, node) in &state.cache.nodes {
+            let failures = plugins::filter(&request, node);
+            if failures.is_empty() {
+                best.push((plugins::score(&request, node), name.clone()));
+            }
+            for reason in failures {
+                *reasons.entry(reason).or_default() += 1;
+            }
+        }
+        let total = state.cache.nodes.len();
+        let top = best.iter().map(|(s, _)| *s).max();
+        let chosen = top.map(|top| {
+            let ties: Vec<&String> = best.iter().filter(|(s, _)| *s == top).map(|(_, n)| n).collect();
+            state.rotation = state.rotation.wrapping_add(1);
+            ties[state.rotation % ties.len()].clone()
+        });
+        let Some(node) = chosen else {
+            let message = plugins::unschedulable_message(total, &reasons);
+            let previous = state.unschedulable.get(&uid).map(|w| (w.backoff, w.message.clone()));
+            let backoff = previous.as_ref().map(|(b, _)| (*b * 2).min(MAX_BACKOFF)).unwrap_or(INITIAL_BACKOFF);
+            let repeated = previous.as_ref().is_some_and(|(_, m)| *m == message);
+            state.unschedulable.insert(uid.clone(), Waiting { retry_at: Instant::now() + backoff, backoff, message: message.clone() });
+            drop(state);
+            if !repeated {
+                let this = self.clone();
+                tokio::spawn(async move { this.report_unschedulable(&pod, &message).await });
+            }
+            return;
+        };
+        // Assume: the pod counts against the node now; the binding confirms or undoes it.
+        state.cache.place(&uid, &pod, &node);
+        state.unschedulable.remove(&uid);
+        state.pending.remove(&uid);
+        state.binding.insert(uid.clone());
+        drop(state);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this.bind(&pod, &node).await;
+            let mut state = this.lock();
+            state.binding.remove(&uid);
+            if let Err(error) = result {
+                tracing::warn!(pod = ?key(&pod), %node, %error, "binding failed; the pod goes back to the queue");
+                state.cache.forget(&uid);
+                let conflict = matches!(error, tugboat_client::ClientError::Status { code: http::StatusCode::CONFLICT | http::StatusCode::NOT_FOUND, .. });
+                if !conflict {
+                    state.pending.insert(uid.clone(), pod);
+                    state.unschedulable.insert(uid, Waiting { retry_at: Instant::now() + INITIAL_BACKOFF, backoff: INITIAL_BACKOFF, message: String::new() });
+                }
+                this.wake.notify_one();
+            }
+        });
+    }
+
+    async fn bind(&self, pod: &Pod, node: &str) -> Result<(), tugboat_client::ClientError> {
+        let (namespace, name) = key(pod);
+        let binding = json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace, "uid": pod.metadata.uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/binding");
+        self.client.request(Method::POST, &path, Some(("application/json", Bytes::from(binding.to_string())))).await?;
+        self.event(pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}")).await;
+        Ok(())
+    }
+
+    async fn report_unschedulable(&self, pod: &Pod, message: &str) {
+        let (namespace, name) = key(pod);
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": now}]}});
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
+        if let Err(error) = self.client.request(Method::PATCH, &path, Some(("application/merge-patch+json", Bytes::from(patch.to_string())))).await {
+            tracing::debug!(%error, "cannot record PodScheduled=False");
+        }
+        self.event(pod, "Warning", "FailedScheduling", message).await;
+    }
+
+    async fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
+        let (namespace, name) = key(pod);
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond()), "namespace": namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace, "uid": pod.metadata.uid},
+            "reason": reason, "message": message, "type": kind, "count": 1, "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": DEFAULT_SCHEDULER}, "reportingComponent": DEFAULT_SCHEDULER,
+        });
+        if let Err(error) = self.client.create(&format!("/api/v1/namespaces/{namespace}/events"), &event).await {
+            tracing::debug!(%error, "cannot record an event");
+        }
+    }
+}
+
+/// Lists `collection`, then watches it from the list's revision, calling `handle(kind, object)`;
+/// relists after errors and 410 Gone. Runs forever.
+async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection: &str, handle: impl Fn(&str, T)) {
+    loop {
+        let list = match client.get(collection).await {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(%error, collection, "cannot list; retrying");
+                tokio::time::sleep(RELIST_PAUSE).await;
+                continue;
+            }
+        };
+        for item in list["items"].as_array().into_iter().flatten() {
+            if let Ok(object) = serde_json::from_value::<T>(item.clone()) {
+                handle("ADDED", object);
+            }
+        }
+        let version = list["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        let path = format!("{collection}?watch=true&allowWatchBookmarks=true&resourceVersion={version}");
+        match client.watch(&path).await {
+            Ok(mut events) => {
+                while let Some(Ok(event)) = events.next().await {
+                    let kind = event["type"].as_str().unwrap_or_default();
+                    match kind {
+                        "ERROR" => break,
+                        "BOOKMARK" => continue,
+                        _ => {
+                            if let Ok(object) = serde_json::from_value::<T>(event["object"].clone()) {
+                                handle(kind, object);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, collection, "cannot watch; relisting"),
+        }
+        tokio::time::sleep(RELIST_PAUSE).await;
+    }
+}
+
+/// Runs the scheduler until `shutdown` resolves.
+pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
+    let scheduler = Arc::new(Scheduler { client: client.clone(), state: Mutex::new(State::default()), wake: Notify::new() });
+    let nodes = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move { inform::<Node>(&scheduler.client.clone(), "/api/v1/nodes", |kind, node| scheduler.on_node(kind, node)).await })
+    };
+    let pods = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move { inform::<Pod>(&scheduler.client.clone(), "/api/v1/pods", |kind, pod| scheduler.on_pod(kind, pod)).await })
+    };
+    let worker = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move {
+            loop {
+                match scheduler.next() {
+                    Ok(uid) => scheduler.schedule_one(uid),
+                    Err(next_retry) => {
+                        let wait = next_retry.map(|at| at.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
+                        let _ = tokio::time::timeout(wait, scheduler.wake.notified()).await;
+                    }
+                }
+            }
+        })
+    };
+    shutdown.await;
+    nodes.abort();
+    pods.abort();
+    worker.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn only_unbound_live_pods_of_this_scheduler() {
+        let pod = |spec: Value, deleting: bool| -> Pod {
+            let mut value = json!({"metadata": {"name": "p", "uid": "u"}, "spec": spec});
+            if deleting {
+                value["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+            }
+            serde_json::from_value(value).unwrap()
+        };
+        assert!(responsible(&pod(json!({"containers": []}), false)));
+        assert!(responsible(&pod(json!({"containers": [], "schedulerName": "default-scheduler"}), false)));
+        assert!(!responsible(&pod(json!({"containers": [], "schedulerName": "other"}), false)));
+        assert!(!responsible(&pod(json!({"containers": [], "nodeName": "n"}), false)));
+        assert!(!responsible(&pod(json!({"containers": []}), true)));
+    }
+}
