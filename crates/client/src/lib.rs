@@ -12,6 +12,7 @@ use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tugboat_pki::Kubeconfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -146,3 +147,46 @@ impl Client {
         Ok(lines.boxed())
     }
 }
+
+/// An informer: lists `collection`, then watches it from the list's revision, calling
+/// `handle(kind, object)` with ADDED for listed objects and the event type after; relists after
+/// errors and 410 Gone. Runs forever (abort its task to stop it).
+pub async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection: &str, handle: impl Fn(&str, T)) {
+    loop {
+        let list = match client.get(collection).await {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(%error, collection, "cannot list; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for item in list["items"].as_array().into_iter().flatten() {
+            if let Ok(object) = serde_json::from_value::<T>(item.clone()) {
+                handle("ADDED", object);
+            }
+        }
+        let version = list["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        let separator = if collection.contains('?') { '&' } else { '?' };
+        let path = format!("{collection}{separator}watch=true&allowWatchBookmarks=true&resourceVersion={version}");
+        match client.watch(&path).await {
+            Ok(mut events) => {
+                while let Some(Ok(event)) = events.next().await {
+                    let kind = event["type"].as_str().unwrap_or_default();
+                    match kind {
+                        "ERROR" => break,
+                        "BOOKMARK" => continue,
+                        _ => {
+                            if let Ok(object) = serde_json::from_value::<T>(event["object"].clone()) {
+                                handle(kind, object);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, collection, "cannot watch; relisting"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+

@@ -14,7 +14,6 @@ mod plugins;
 
 use bytes::Bytes;
 use cache::Cache;
-use futures::StreamExt;
 use http::Method;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::json;
@@ -27,7 +26,6 @@ use tugboat_client::Client;
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-const RELIST_PAUSE: Duration = Duration::from_secs(1);
 
 struct Waiting {
     retry_at: Instant,
@@ -253,56 +251,16 @@ impl Scheduler {
     }
 }
 
-/// Lists `collection`, then watches it from the list's revision, calling `handle(kind, object)`;
-/// relists after errors and 410 Gone. Runs forever.
-async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection: &str, handle: impl Fn(&str, T)) {
-    loop {
-        let list = match client.get(collection).await {
-            Ok(list) => list,
-            Err(error) => {
-                tracing::warn!(%error, collection, "cannot list; retrying");
-                tokio::time::sleep(RELIST_PAUSE).await;
-                continue;
-            }
-        };
-        for item in list["items"].as_array().into_iter().flatten() {
-            if let Ok(object) = serde_json::from_value::<T>(item.clone()) {
-                handle("ADDED", object);
-            }
-        }
-        let version = list["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-        let path = format!("{collection}?watch=true&allowWatchBookmarks=true&resourceVersion={version}");
-        match client.watch(&path).await {
-            Ok(mut events) => {
-                while let Some(Ok(event)) = events.next().await {
-                    let kind = event["type"].as_str().unwrap_or_default();
-                    match kind {
-                        "ERROR" => break,
-                        "BOOKMARK" => continue,
-                        _ => {
-                            if let Ok(object) = serde_json::from_value::<T>(event["object"].clone()) {
-                                handle(kind, object);
-                            }
-                        }
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%error, collection, "cannot watch; relisting"),
-        }
-        tokio::time::sleep(RELIST_PAUSE).await;
-    }
-}
-
 /// Runs the scheduler until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
     let scheduler = Arc::new(Scheduler { client: client.clone(), state: Mutex::new(State::default()), wake: Notify::new() });
     let nodes = {
         let scheduler = scheduler.clone();
-        tokio::spawn(async move { inform::<Node>(&scheduler.client.clone(), "/api/v1/nodes", |kind, node| scheduler.on_node(kind, node)).await })
+        tokio::spawn(async move { tugboat_client::inform::<Node>(&scheduler.client.clone(), "/api/v1/nodes", |kind, node| scheduler.on_node(kind, node)).await })
     };
     let pods = {
         let scheduler = scheduler.clone();
-        tokio::spawn(async move { inform::<Pod>(&scheduler.client.clone(), "/api/v1/pods", |kind, pod| scheduler.on_pod(kind, pod)).await })
+        tokio::spawn(async move { tugboat_client::inform::<Pod>(&scheduler.client.clone(), "/api/v1/pods", |kind, pod| scheduler.on_pod(kind, pod)).await })
     };
     let worker = {
         let scheduler = scheduler.clone();

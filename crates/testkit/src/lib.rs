@@ -105,16 +105,16 @@ pub struct Server {
 
 impl Server {
     /// Starts `binary server` (pass `env!("CARGO_BIN_EXE_tugboat")`) as a bare control plane — no
-    /// node agent, no scheduler — with `extra_args`, and waits until it answers `kubectl get --raw
+    /// node agent, scheduler or controllers — with `extra_args`, and waits until it answers `kubectl get --raw
     /// /readyz`.
     pub fn start(binary: &Path, extra_args: &[&str]) -> Self {
-        let mut args = vec!["--disable-agent", "--disable-scheduler"];
+        let mut args = vec!["--disable-agent", "--disable-scheduler", "--disable-controllers"];
         args.extend_from_slice(extra_args);
         Self::launch_new(binary, &args, None)
     }
 
     /// Starts `binary server` with its node agent (its own containerd under the data dir, a
-    /// node named after the port) and scheduler, and waits until the Node is Ready. On drop, the node's pods
+    /// node named after the port), scheduler and controllers, and waits until the Node is Ready. On drop, the node's pods
     /// are stopped and its containerd with them.
     pub fn start_with_agent(binary: &Path, extra_args: &[&str]) -> Self {
         let port = free_port();

@@ -19,14 +19,23 @@ enum Command {
     /// Run a node agent: the pods bound to this node, in containers.
     Agent(agent::AgentArgs),
     /// Run the scheduler alone (`tugboat server` runs one too).
-    Scheduler(SchedulerArgs),
+    Scheduler(ComponentArgs),
+    /// Run the controllers alone (`tugboat server` runs them too).
+    ControllerManager(ComponentArgs),
 }
 
+/// A control-plane component that reaches the API server with a kubeconfig.
 #[derive(clap::Args)]
-struct SchedulerArgs {
+struct ComponentArgs {
     /// Credentials and address of the API server.
     #[arg(long)]
     kubeconfig: std::path::PathBuf,
+}
+
+impl ComponentArgs {
+    fn client(&self) -> anyhow::Result<tugboat_client::Client> {
+        tugboat_client::Client::from_kubeconfig(&self.kubeconfig).map_err(|e| anyhow::anyhow!("cannot use the kubeconfig {}: {e}", self.kubeconfig.display()))
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,9 +51,15 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Scheduler(args) => runtime.block_on(async move {
-            let client = tugboat_client::Client::from_kubeconfig(&args.kubeconfig)
-                .map_err(|e| anyhow::anyhow!("cannot use the kubeconfig {}: {e}", args.kubeconfig.display()))?;
-            tugboat_scheduler::run(client, server::shutdown_signal()).await;
+            tugboat_scheduler::run(args.client()?, server::shutdown_signal()).await;
+            Ok(())
+        }),
+        Command::ControllerManager(args) => runtime.block_on(async move {
+            let client = args.client()?;
+            tokio::select! {
+                _ = tugboat_controllers::run_all(client, server::CONTROLLER_WORKERS) => {}
+                _ = server::shutdown_signal() => {}
+            }
             Ok(())
         }),
     }

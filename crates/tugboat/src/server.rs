@@ -44,9 +44,16 @@ pub struct ServerArgs {
     /// Run no scheduler here (pods then need spec.nodeName, or a scheduler elsewhere).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Run no controllers here (ReplicaSets, Deployments ... then wait for a controller manager
+    /// elsewhere).
+    #[arg(long)]
+    disable_controllers: bool,
     #[command(flatten)]
     agent: crate::agent::AgentOptions,
 }
+
+/// Workers per controller: enough to overlap API round trips on two cores.
+pub const CONTROLLER_WORKERS: usize = 4;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
@@ -107,18 +114,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}; is another server running? choose another with --secure-port"))?;
     tracing::info!(%listen, "API server ready");
     println!("Tugboat is running. To use it:\n    export KUBECONFIG={}\n    kubectl get namespaces", kubeconfig_path.display());
+    // Each component gets its own identity and kubeconfig, as it would running alone.
+    let component_client = |file: &str, user: &str| -> anyhow::Result<tugboat_client::Client> {
+        let identity = pki.client_cert(file, &ClientIdentity { user, groups: &[] }).with_context(|| format!("cannot issue the client certificate of {user}"))?;
+        let path = args.data_dir.join(format!("{file}.kubeconfig"));
+        let kubeconfig = Kubeconfig { server: format!("https://{advertise}"), ca_pem: pki.ca_cert_pem.clone(), client_cert_pem: Some(identity.cert_pem), client_key_pem: Some(identity.key_pem), token: None };
+        write_kubeconfig(&path, &kubeconfig).with_context(|| format!("cannot write {}", path.display()))?;
+        tugboat_client::Client::from_kubeconfig(&path).with_context(|| format!("cannot use {}", path.display()))
+    };
     if !args.disable_scheduler {
-        let identity = pki
-            .client_cert("scheduler", &ClientIdentity { user: "system:kube-scheduler", groups: &[] })
-            .context("cannot issue the scheduler's client certificate")?;
-        let scheduler_kubeconfig = args.data_dir.join("scheduler.kubeconfig");
-        write_kubeconfig(
-            &scheduler_kubeconfig,
-            &Kubeconfig { server: format!("https://{advertise}"), ca_pem: pki.ca_cert_pem.clone(), client_cert_pem: Some(identity.cert_pem), client_key_pem: Some(identity.key_pem), token: None },
-        )
-        .context("cannot write the scheduler's kubeconfig")?;
-        let client = tugboat_client::Client::from_kubeconfig(&scheduler_kubeconfig).context("cannot use the scheduler's kubeconfig")?;
-        tokio::spawn(tugboat_scheduler::run(client, std::future::pending()));
+        tokio::spawn(tugboat_scheduler::run(component_client("scheduler", "system:kube-scheduler")?, std::future::pending()));
+    }
+    if !args.disable_controllers {
+        tokio::spawn(tugboat_controllers::run_all(component_client("controller-manager", "system:kube-controller-manager")?, CONTROLLER_WORKERS));
     }
     if !args.disable_agent {
         let node_name = match &args.agent.node_name {

@@ -438,3 +438,98 @@ spec:
     server.kubectl_ok(&["label", "node", &node, "disk=ssd"]);
     wait_pod(&server, "nowhere", "bound after the label", Duration::from_secs(30), |p| p["spec"]["nodeName"] == node.as_str());
 }
+
+#[test]
+fn deployments_scale_roll_out_roll_back_and_heal() {
+    let image = ensure_test_registry();
+    let server = server();
+    let deployment = |message: &str| {
+        format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {image}
+        command: ["sh", "-c", "echo {message} > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+        readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
+"#
+        )
+    };
+    let running = |count: usize| {
+        let ok = wait_until(Duration::from_secs(90), || {
+            let pods: Value = serde_json::from_slice(&server.kubectl(&["get", "pods", "-l", "app=web", "-o", "json"]).stdout).unwrap_or(Value::Null);
+            let items = pods["items"].as_array().cloned().unwrap_or_default();
+            let live: Vec<&Value> = items.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
+            live.len() == count && live.iter().all(|p| p["status"]["phase"] == "Running")
+        });
+        assert!(ok, "{count} pods never ran: {}\n{}", server.kubectl_ok(&["get", "pods", "-o", "wide"]), tail(&server.log(), 30));
+    };
+    apply(&server, &deployment("v1"));
+    server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    running(3);
+    server.kubectl_ok(&["scale", "deployment/web", "--replicas=5"]);
+    running(5);
+    server.kubectl_ok(&["scale", "deployment/web", "--replicas=2"]);
+    running(2);
+
+    // Delete a pod: its ReplicaSet replaces it.
+    let pods = server.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    let victim = pods.lines().next().unwrap().to_owned();
+    server.kubectl_ok(&["delete", &victim, "--wait=false"]);
+    // (The victim, terminating, is not counted: two live pods means a replacement runs.)
+    running(2);
+
+    // A new template rolls out; rollout undo returns to the previous one.
+    server.kubectl_ok(&["scale", "deployment/web", "--replicas=3"]);
+    apply(&server, &deployment("v2"));
+    server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    running(3);
+    let history = server.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    let command = || server.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].command[2]}"]);
+    assert!(command().contains("v2"));
+    server.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    server.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(command().contains("v1"), "{}", command());
+    running(3);
+
+    // Orphan cascading: the Deployment and its ReplicaSets go, their pods stay, ownerless.
+    server.kubectl_ok(&["delete", "deployment", "web", "--cascade=orphan"]);
+    server.kubectl_ok(&["delete", "rs", "--all", "--cascade=orphan"]);
+    let owners = server.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.ownerReferences[*].name}"]);
+    assert!(owners.trim().is_empty(), "orphaned pods have no owner: {owners}");
+    running(3);
+    // A new ReplicaSet adopts the orphans (no new pods); deleting it in the background takes them along.
+    apply(
+        &server,
+        &format!(
+            r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {{name: keeper}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: httpd, image: "{image}"}}]
+"#
+        ),
+    );
+    let adopted = wait_until(Duration::from_secs(30), || server.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.ownerReferences[0].name}"]).split_whitespace().filter(|o| *o == "keeper").count() == 3);
+    assert!(adopted, "the ReplicaSet adopted the orphans");
+    running(3);
+    server.kubectl_ok(&["delete", "rs", "keeper"]);
+    running(0);
+}

@@ -1,0 +1,69 @@
+//! Tugboat's controllers, in the Kubernetes pattern: informers feed caches and a work queue of
+//! owner keys; workers reconcile one owner at a time, level-based, through the API.
+//!
+//! So far: the ReplicaSet and ReplicationController controllers (one implementation, two kinds),
+//! the Deployment controller and the garbage collector.
+
+pub mod deployment;
+pub mod expectations;
+pub mod garbage_collector;
+pub mod pods;
+pub mod replica;
+pub mod runtime;
+pub mod selector;
+
+use std::future::Future;
+use tugboat_client::{Client, ClientError};
+
+pub use replica::{ReplicaController, OwnerKind, REPLICATION_CONTROLLER, REPLICA_SET};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot encode a request: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the watch reported an error: {0}")]
+    WatchError(String),
+    #[error("invalid object: {0}")]
+    Invalid(&'static str),
+}
+
+/// Runs the ReplicaSet controller with `workers` workers until `shutdown` completes.
+pub async fn run_replica_sets(client: Client, workers: usize, shutdown: impl Future<Output = ()>) {
+    ReplicaController::run(client, &REPLICA_SET, workers, shutdown).await;
+}
+
+/// Runs the ReplicationController controller with `workers` workers until `shutdown` completes.
+pub async fn run_replication_controllers(client: Client, workers: usize, shutdown: impl Future<Output = ()>) {
+    ReplicaController::run(client, &REPLICATION_CONTROLLER, workers, shutdown).await;
+}
+
+/// Runs both controllers until `shutdown` completes.
+pub async fn run(client: Client, workers: usize, shutdown: impl Future<Output = ()>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which also means stop.
+        let _ = receiver.wait_for(|s| *s).await;
+    };
+    let replica_sets = run_replica_sets(client.clone(), workers, wait(stopped.clone()));
+    let replication_controllers = run_replication_controllers(client, workers, wait(stopped));
+    let controllers = futures::future::join(replica_sets, replication_controllers);
+    tokio::pin!(controllers);
+    tokio::select! {
+        () = shutdown => {
+            stop.send_replace(true);
+            controllers.await;
+        }
+        _ = &mut controllers => {}
+    }
+}
+
+/// The controller manager: every controller, until `shutdown` completes.
+pub async fn run_all(client: Client, workers: usize) {
+    tokio::join!(
+        run(client.clone(), workers, std::future::pending()),
+        deployment::run(client.clone(), std::future::pending()),
+        garbage_collector::run(client, std::future::pending()),
+    );
+}

@@ -1,0 +1,390 @@
+//! A small controller runtime in the client-go pattern: informers (list, then watch, with an
+//! in-memory cache and change handlers) and a deduplicating, rate-limited work queue.
+
+use futures::StreamExt;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tugboat_client::Client;
+
+use crate::ControllerError;
+
+/// `namespace/name` of an object (just `name` when it has no namespace), as client-go keys them.
+pub fn object_key(object: &Value) -> Option<String> {
+    let name = object["metadata"]["name"].as_str()?;
+    Some(match object["metadata"]["namespace"].as_str() {
+        Some(namespace) if !namespace.is_empty() => format!("{namespace}/{name}"),
+        _ => name.to_owned(),
+    })
+}
+
+/// Splits a key back into (namespace, name).
+pub fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
+
+/// One change the informer observed; objects are shared, never mutated after insertion.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Added(Arc<Value>),
+    Updated { old: Arc<Value>, new: Arc<Value> },
+    Deleted(Arc<Value>),
+}
+
+pub type Handler = Arc<dyn Fn(&Change) + Send + Sync>;
+
+/// The informer's view of one resource, keyed by `namespace/name`.
+#[derive(Default)]
+pub struct Cache {
+    objects: RwLock<HashMap<String, Arc<Value>>>,
+}
+
+impl Cache {
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.read().get(key).cloned()
+    }
+
+    /// Every cached object in `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Value>> {
+        self.read().values().filter(|o| o["metadata"]["namespace"].as_str().unwrap_or_default() == namespace).cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Value>>> {
+        // A poisoned lock only means a handler panicked; the map itself is still consistent.
+        self.objects.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Value>>> {
+        self.objects.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn resource_version(object: &Value) -> &str {
+    object["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+}
+
+/// Lists and watches one collection (across all namespaces), keeps [`Cache`] current and calls
+/// the handler after every change has been applied to the cache.
+pub struct Informer {
+    client: Client,
+    path: String,
+    cache: Arc<Cache>,
+    handler: Handler,
+    synced: watch::Sender<bool>,
+}
+
+impl Informer {
+    /// `path` is the collection, e.g. `/api/v1/pods`.
+    pub fn new(client: Client, path: &str, cache: Arc<Cache>, handler: Handler) -> Self {
+        Self { client, path: path.to_owned(), cache, handler, synced: watch::channel(false).0 }
+    }
+
+    /// Becomes true once the first list has been applied to the cache.
+    pub fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.subscribe()
+    }
+
+    /// Runs until the task is dropped: list, watch from the list's revision, and relist whenever
+    /// the watch fails or ends (a relist turns whatever was missed into add/update/delete calls).
+    pub async fn run(self) {
+        let mut failures = 0u32;
+        loop {
+            match self.relist().await {
+                Ok(revision) => {
+                    self.synced.send_replace(true);
+                    match self.watch(&revision).await {
+                        Ok(()) => failures = 0,
+                        Err(error) => {
+                            tracing::debug!(path = %self.path, %error, "watch failed; relisting");
+                            failures += 1;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(path = %self.path, %error, "list failed");
+                    failures += 1;
+                }
+            }
+            // Back off on repeated failures so a down API server is not hammered.
+            if failures > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50)))).await;
+            }
+        }
+    }
+
+    async fn relist(&self) -> Result<String, ControllerError> {
+        let list = self.client.get(&self.path).await?;
+        let revision = list["metadata"]["resourceVersion"].as_str().ok_or(ControllerError::Invalid("a list without resourceVersion"))?.to_owned();
+        let mut fresh = HashMap::new();
+        for item in list["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            if let Some(key) = object_key(item) {
+                fresh.insert(key, Arc::new(item.clone()));
+            }
+        }
+        let mut changes = Vec::new();
+        {
+            let mut objects = self.cache.write();
+            for (key, new) in &fresh {
+                match objects.get(key) {
+                    None => changes.push(Change::Added(new.clone())),
+                    Some(old) if resource_version(old) != resource_version(new) => changes.push(Change::Updated { old: old.clone(), new: new.clone() }),
+                    Some(_) => {}
+                }
+            }
+            for (key, old) in objects.iter() {
+                if !fresh.contains_key(key) {
+                    changes.push(Change::Deleted(old.clone()));
+                }
+            }
+            *objects = fresh;
+        }
+        for change in &changes {
+            (self.handler)(change);
+        }
+        Ok(revision)
+    }
+
+    /// Applies watch events until the stream ends (Ok) or reports an error.
+    async fn watch(&self, revision: &str) -> Result<(), ControllerError> {
+        let separator = if self.path.contains('?') { '&' } else { '?' };
+        let path = format!("{}{separator}watch=true&allowWatchBookmarks=true&resourceVersion={revision}", self.path);
+        let mut events = self.client.watch(&path).await?;
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let object = &event["object"];
+            match event["type"].as_str().unwrap_or_default() {
+                "BOOKMARK" => continue,
+                "ERROR" => {
+                    // Usually 410 Gone (our revision was compacted): only a relist recovers.
+                    return Err(ControllerError::WatchError(object["message"].as_str().unwrap_or("unknown").to_owned()));
+                }
+                kind @ ("ADDED" | "MODIFIED" | "DELETED") => {
+                    let Some(key) = object_key(object) else { continue };
+                    let object = Arc::new(object.clone());
+                    let change = {
+                        let mut objects = self.cache.write();
+                        if kind == "DELETED" {
+                            // The event's final state is the one handlers want (e.g. its owner).
+                            objects.remove(&key);
+                            Change::Deleted(object)
+                        } else {
+                            match objects.insert(key, object.clone()) {
+                                Some(old) => Change::Updated { old, new: object },
+                                None => Change::Added(object),
+                            }
+                        }
+                    };
+                    (self.handler)(&change);
+                }
+                other => tracing::debug!(path = %self.path, kind = other, "ignoring unknown watch event"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Base and cap of the per-key exponential retry delay (client-go's defaults).
+const RETRY_BASE: Duration = Duration::from_millis(5);
+const RETRY_MAX: Duration = Duration::from_secs(1000);
+
+#[derive(Default)]
+struct QueueState {
+    queue: VecDeque<String>,
+    /// Keys waiting to be processed (in `queue`, or to be re-queued once their processing ends).
+    dirty: HashSet<String>,
+    processing: HashSet<String>,
+    failures: HashMap<String, u32>,
+    shut_down: bool,
+}
+
+/// A work queue of keys with client-go's guarantees: a key is never processed by two workers at
+/// once; a key added several times while waiting is processed once; a key added while being
+/// processed is processed again after [`WorkQueue::done`].
+#[derive(Clone, Default)]
+pub struct WorkQueue {
+    state: Arc<Mutex<QueueState>>,
+    notify: Arc<Notify>,
+}
+
+impl WorkQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add(&self, key: &str) {
+        let mut state = self.lock();
+        if state.shut_down || state.dirty.contains(key) {
+            return;
+        }
+        state.dirty.insert(key.to_owned());
+        if state.processing.contains(key) {
+            return;
+        }
+        state.queue.push_back(key.to_owned());
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// Adds the key after `delay`.
+    pub fn add_after(&self, key: &str, delay: Duration) {
+        if delay.is_zero() {
+            return self.add(key);
+        }
+        let queue = self.clone();
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.add(&key);
+        });
+    }
+
+    /// Adds the key after its own exponential back-off (grows with each call until [`Self::forget`]).
+    pub fn add_rate_limited(&self, key: &str) {
+        let delay = {
+            let mut state = self.lock();
+            let failures = state.failures.entry(key.to_owned()).or_insert(0);
+            let delay = retry_delay(*failures);
+            *failures += 1;
+            delay
+        };
+        self.add_after(key, delay);
+    }
+
+    /// Clears the key's back-off after a success.
+    pub fn forget(&self, key: &str) {
+        self.lock().failures.remove(key);
+    }
+
+    pub fn failures(&self, key: &str) -> u32 {
+        self.lock().failures.get(key).copied().unwrap_or(0)
+    }
+
+    /// The next key to process, or None once shut down; call [`Self::done`] afterwards.
+    pub async fn get(&self) -> Option<String> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut state = self.lock();
+                if state.shut_down {
+                    return None;
+                }
+                if let Some(key) = state.queue.pop_front() {
+                    state.dirty.remove(&key);
+                    state.processing.insert(key.clone());
+                    // More keys may wait; let another worker look too.
+                    if !state.queue.is_empty() {
+                        self.notify.notify_one();
+                    }
+                    return Some(key);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    pub fn done(&self, key: &str) {
+        let mut state = self.lock();
+        state.processing.remove(key);
+        if state.dirty.contains(key) {
+            state.queue.push_back(key.to_owned());
+            drop(state);
+            self.notify.notify_one();
+        }
+    }
+
+    pub fn shut_down(&self) {
+        self.lock().shut_down = true;
+        self.notify.notify_waiters();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn retry_delay(failures: u32) -> Duration {
+    RETRY_BASE.saturating_mul(2u32.saturating_pow(failures.min(31))).min(RETRY_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn queue_deduplicates_waiting_keys() {
+        let queue = WorkQueue::default();
+        queue.add("a");
+        queue.add("b");
+        queue.add("a");
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.get().await.as_deref(), Some("a"));
+        assert_eq!(queue.get().await.as_deref(), Some("b"));
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn key_added_while_processing_is_processed_again_after_done() {
+        let queue = WorkQueue::default();
+        queue.add("a");
+        let key = queue.get().await.unwrap();
+        queue.add("a");
+        queue.add("a");
+        // Not handed to a second worker while the first still processes it.
+        assert!(queue.is_empty());
+        queue.done(&key);
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.get().await.as_deref(), Some("a"));
+        queue.done("a");
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn shut_down_releases_waiting_workers() {
+        let queue = WorkQueue::default();
+        let waiter = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.get().await }
+        });
+        tokio::task::yield_now().await;
+        queue.shut_down();
+        assert_eq!(waiter.await.unwrap(), None);
+    }
+
+    #[test]
+    fn retry_delay_grows_and_is_capped() {
+        assert_eq!(retry_delay(0), Duration::from_millis(5));
+        assert_eq!(retry_delay(3), Duration::from_millis(40));
+        assert_eq!(retry_delay(100), RETRY_MAX);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_counts_failures_until_forgotten() {
+        let queue = WorkQueue::default();
+        queue.add_rate_limited("a");
+        queue.add_rate_limited("a");
+        assert_eq!(queue.failures("a"), 2);
+        queue.forget("a");
+        assert_eq!(queue.failures("a"), 0);
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let pod = serde_json::json!({"metadata": {"name": "p", "namespace": "ns"}});
+        assert_eq!(object_key(&pod).as_deref(), Some("ns/p"));
+        assert_eq!(split_key("ns/p"), ("ns", "p"));
+    }
+}
