@@ -221,6 +221,8 @@ impl Objects {
     /// Updates an object: reads it, lets `mutate` produce the desired state from the current
     /// one, merges that according to `part`, and writes it conditioned on the revision read.
     /// `pinned`: the caller named a resourceVersion, so a lost race is a 409, not a retry.
+    // One write path for every kind of update; its parameters are each a different axis.
+    #[allow(clippy::too_many_arguments)]
     pub async fn update(
         &self,
         resource: &'static ResourceType,

@@ -190,3 +190,98 @@ pub async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection:
     }
 }
 
+
+/// Leader election through a coordination.k8s.io Lease, as Kubernetes components do it: the holder
+/// renews `spec.renewTime` every [`leader::RENEW_EVERY`]; a candidate takes the lease over once it
+/// has not been renewed for `leaseDurationSeconds`. Every write is conditional on the
+/// resourceVersion read, so two candidates never both win.
+pub mod leader {
+    use super::{Client, ClientError};
+    use bytes::Bytes;
+    use http::{Method, StatusCode};
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+
+    pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+    pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+
+    fn now() -> String {
+        jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+
+    /// One attempt to hold the lease; Ok(true) when `identity` holds it afterwards.
+    async fn try_hold(client: &Client, namespace: &str, name: &str, identity: &str) -> Result<bool, ClientError> {
+        let path = format!("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}");
+        let current = match client.get(&path).await {
+            Ok(lease) => lease,
+            Err(ClientError::Status { code: StatusCode::NOT_FOUND, .. }) => {
+                let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"holderIdentity": identity, "leaseDurationSeconds": LEASE_DURATION.as_secs(), "acquireTime": now(), "renewTime": now(), "leaseTransitions": 0}});
+                return match client.create(&format!("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"), &lease).await {
+                    Ok(_) => Ok(true),
+                    Err(ClientError::Status { code: StatusCode::CONFLICT, .. }) => Ok(false),
+                    Err(error) => Err(error),
+                };
+            }
+            Err(error) => return Err(error),
+        };
+        let spec = &current["spec"];
+        let holder = spec["holderIdentity"].as_str().unwrap_or_default();
+        let duration = spec["leaseDurationSeconds"].as_i64().unwrap_or(LEASE_DURATION.as_secs() as i64);
+        let renewed = spec["renewTime"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let expired = renewed.is_none_or(|t| jiff::Timestamp::now().duration_since(t).as_secs() >= duration);
+        if holder != identity && !holder.is_empty() && !expired {
+            return Ok(false);
+        }
+        let mut next = current.clone();
+        next["spec"]["renewTime"] = now().into();
+        next["spec"]["leaseDurationSeconds"] = LEASE_DURATION.as_secs().into();
+        if holder != identity {
+            next["spec"]["holderIdentity"] = identity.into();
+            next["spec"]["acquireTime"] = now().into();
+            next["spec"]["leaseTransitions"] = (spec["leaseTransitions"].as_i64().unwrap_or(0) + 1).into();
+        }
+        // The PUT carries the resourceVersion read: a concurrent writer makes it fail with 409.
+        match client.request(Method::PUT, &path, Some(("application/json", Bytes::from(next.to_string())))).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status { code: StatusCode::CONFLICT, .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Runs `component` only while `identity` holds the lease `namespace/name`: it is started
+    /// on winning and stopped (its shutdown future resolves) on losing. Runs forever.
+    pub async fn run_while_leader<F, Fut>(client: Client, namespace: &str, name: &str, identity: &str, component: F)
+    where
+        F: Fn(tokio::sync::oneshot::Receiver<()>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        loop {
+            // Candidate: try until the lease is ours.
+            loop {
+                match try_hold(&client, namespace, name, identity).await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(error) => tracing::debug!(%error, lease = name, "cannot reach the lease"),
+                }
+                tokio::time::sleep(RENEW_EVERY).await;
+            }
+            tracing::info!(lease = name, identity, "became the leader");
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let running = tokio::spawn(component(stopped));
+            // Leader: renew; give up once the lease could not be renewed for its whole duration.
+            let mut last_renewal = Instant::now();
+            while last_renewal.elapsed() < LEASE_DURATION {
+                tokio::time::sleep(RENEW_EVERY).await;
+                match try_hold(&client, namespace, name, identity).await {
+                    Ok(true) => last_renewal = Instant::now(),
+                    Ok(false) => break,
+                    Err(error) => tracing::warn!(%error, lease = name, "cannot renew the lease"),
+                }
+            }
+            tracing::warn!(lease = name, identity, "lost the leadership; stopping");
+            let _ = stop.send(());
+            let _ = running.await;
+        }
+    }
+}

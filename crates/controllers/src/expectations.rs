@@ -71,7 +71,6 @@ impl Expectations {
 
     /// Whether the owner may be acted upon: nothing recorded, all observed, or expired.
     pub fn satisfied(&self, owner: &str) -> bool {
-        if std::env::var_os("MUTANT").is_some() { return true; }
         self.satisfied_at(owner, Instant::now())
     }
 

@@ -15,7 +15,7 @@ pub mod selector;
 use std::future::Future;
 use tugboat_client::{Client, ClientError};
 
-pub use replica::{ReplicaController, OwnerKind, REPLICATION_CONTROLLER, REPLICA_SET};
+pub use replica::{Options, OwnerKind, ReplicaController, REPLICATION_CONTROLLER, REPLICA_SET};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -60,10 +60,22 @@ pub async fn run(client: Client, workers: usize, shutdown: impl Future<Output = 
 }
 
 /// The controller manager: every controller, until `shutdown` completes.
-pub async fn run_all(client: Client, workers: usize) {
-    tokio::join!(
-        run(client.clone(), workers, std::future::pending()),
-        deployment::run(client.clone(), std::future::pending()),
-        garbage_collector::run(client, std::future::pending()),
+pub async fn run_all(client: Client, workers: usize, shutdown: impl Future<Output = ()>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|s| *s).await;
+    };
+    let all = futures::future::join3(
+        run(client.clone(), workers, wait(stopped.clone())),
+        deployment::run(client.clone(), wait(stopped.clone())),
+        garbage_collector::run(client, wait(stopped)),
     );
+    tokio::pin!(all);
+    tokio::select! {
+        () = shutdown => {
+            stop.send_replace(true);
+            all.await;
+        }
+        _ = &mut all => {}
+    }
 }

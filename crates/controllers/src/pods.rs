@@ -92,6 +92,9 @@ fn delete_first(a: (&Value, usize), b: (&Value, usize)) -> Ordering {
             (Some(_), None) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         })
+        // Not in Kubernetes: a total order, so reconciles that run on the same (possibly stale)
+        // cache pick the same victims instead of different ones.
+        .then_with(|| pa["metadata"]["name"].as_str().cmp(&pb["metadata"]["name"].as_str()))
 }
 
 /// Indices of `pods`, the ones to delete first at the front. `related` are all of the owner's

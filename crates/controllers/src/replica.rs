@@ -88,6 +88,13 @@ fn controller_reference(pod: &Value) -> Option<&Value> {
     pod["metadata"]["ownerReferences"].as_array()?.iter().find(|r| r["controller"] == true)
 }
 
+/// Tuning for tests.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Delay every pod watch event by this much (see [`Informer::with_lag`]).
+    pub pod_cache_lag: Duration,
+}
+
 pub struct ReplicaController {
     client: Client,
     kind: &'static OwnerKind,
@@ -100,6 +107,10 @@ pub struct ReplicaController {
 impl ReplicaController {
     /// Runs informers and `workers` workers until `shutdown` completes.
     pub async fn run(client: Client, kind: &'static OwnerKind, workers: usize, shutdown: impl Future<Output = ()>) {
+        Self::run_with(client, kind, workers, Options::default(), shutdown).await;
+    }
+
+    pub async fn run_with(client: Client, kind: &'static OwnerKind, workers: usize, options: Options, shutdown: impl Future<Output = ()>) {
         let controller = Arc::new(Self {
             client: client.clone(),
             kind,
@@ -115,7 +126,8 @@ impl ReplicaController {
         let pod_informer = Informer::new(client, "/api/v1/pods", controller.pods.clone(), {
             let controller = controller.clone();
             Arc::new(move |change: &Change| controller.pod_changed(change))
-        });
+        })
+        .with_lag(options.pod_cache_lag);
         let mut synced = [owner_informer.synced(), pod_informer.synced()];
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(owner_informer.run());

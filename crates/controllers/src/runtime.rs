@@ -81,12 +81,20 @@ pub struct Informer {
     cache: Arc<Cache>,
     handler: Handler,
     synced: watch::Sender<bool>,
+    lag: Duration,
 }
 
 impl Informer {
     /// `path` is the collection, e.g. `/api/v1/pods`.
     pub fn new(client: Client, path: &str, cache: Arc<Cache>, handler: Handler) -> Self {
-        Self { client, path: path.to_owned(), cache, handler, synced: watch::channel(false).0 }
+        Self { client, path: path.to_owned(), cache, handler, synced: watch::channel(false).0, lag: Duration::ZERO }
+    }
+
+    /// Applies every watch event `lag` after it arrived: a cache that trails the API server, as
+    /// under load. For tests of what must hold however late the cache is (expectations).
+    pub fn with_lag(mut self, lag: Duration) -> Self {
+        self.lag = lag;
+        self
     }
 
     /// Becomes true once the first list has been applied to the cache.
@@ -159,6 +167,30 @@ impl Informer {
         let separator = if self.path.contains('?') { '&' } else { '?' };
         let path = format!("{}{separator}watch=true&allowWatchBookmarks=true&resourceVersion={revision}", self.path);
         let mut events = self.client.watch(&path).await?;
+        if !self.lag.is_zero() {
+            // A reader task stamps events on arrival so the lag does not accumulate.
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            let lag = self.lag;
+            let reader = tokio::spawn(async move {
+                while let Some(event) = events.next().await {
+                    if sender.send((tokio::time::Instant::now() + lag, event)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let delayed = futures::stream::unfold(receiver, |mut receiver| async move {
+                let (due, event) = receiver.recv().await?;
+                tokio::time::sleep_until(due).await;
+                Some((event, receiver))
+            });
+            let result = self.apply(delayed.boxed()).await;
+            reader.abort();
+            return result;
+        }
+        self.apply(events).await
+    }
+
+    async fn apply(&self, mut events: futures::stream::BoxStream<'static, Result<Value, tugboat_client::ClientError>>) -> Result<(), ControllerError> {
         while let Some(event) = events.next().await {
             let event = event?;
             let object = &event["object"];

@@ -179,9 +179,14 @@ async fn replica_set_adopts_orphans_and_releases_mismatches() {
     let h = start().await;
     let orphan = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "labels": {"app": "adopt"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}});
     h.client.create(PODS, &orphan).await.unwrap();
+    // Slack for the pod informer to see the orphan before the ReplicaSet exists (without it, the
+    // controller could legitimately create 2, adopt, and delete one).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let rs = h.client.create(RS, &replica_set("adopter", "adopt", 2)).await.unwrap();
     let uid = rs["metadata"]["uid"].as_str().unwrap().to_owned();
     let pods2 = settle_count(&h.client, "adopt", 2).await;
+    eventually("a SuccessfulCreate event", || count_events(&h.client, "SuccessfulCreate", "adopter"), |n| *n >= 1).await;
+    assert_eq!(count_events(&h.client, "SuccessfulCreate", "adopter").await, 1, "the orphan did not count toward replicas");
     assert!(pods2.iter().all(|p| controller_uid(p) == Some(uid.as_str())), "{pods2:#?}");
     assert!(pods2.iter().any(|p| p["metadata"]["name"] == "orphan"), "the orphan was not adopted: {pods2:#?}");
 
@@ -272,7 +277,15 @@ async fn count_events(client: &Client, reason: &str, owner: &str) -> usize {
 /// being triggered (every RS update enqueues it); none of them may create again.
 #[tokio::test]
 async fn burst_never_creates_twice() {
-    let h = start().await;
+    let (client, _dir) = start_server().await;
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The pod cache trails by far more than a create takes, so without expectations the next
+    // reconcile would find too few pods and create again.
+    let options = tugboat_controllers::Options { pod_cache_lag: Duration::from_millis(300) };
+    tokio::spawn(tugboat_controllers::ReplicaController::run_with(client.clone(), &tugboat_controllers::REPLICA_SET, 2, options, async move {
+        let _ = stopped.await;
+    }));
+    let h = Harness { client, _stop, _dir };
     h.client.create(RS, &replica_set("burst", "burst", 40)).await.unwrap();
     let path = format!("{RS}/burst");
     for i in 0..40 {
@@ -282,4 +295,14 @@ async fn burst_never_creates_twice() {
     eventually("40 SuccessfulCreate events", || count_events(&h.client, "SuccessfulCreate", "burst"), |n| *n >= 40).await;
     assert_eq!(count_events(&h.client, "SuccessfulCreate", "burst").await, 40, "some pod was created twice");
     assert_eq!(count_events(&h.client, "SuccessfulDelete", "burst").await, 0, "surplus pods were created and deleted");
+
+    // The same for deletes: scaling down while the cache still shows the pods being deleted.
+    merge_patch(&h.client, &path, json!({"spec": {"replicas": 5}})).await;
+    for i in 0..40 {
+        merge_patch(&h.client, &path, json!({"metadata": {"annotations": {"poke": format!("down-{i}")}}})).await;
+    }
+    settle_count(&h.client, "burst", 5).await;
+    eventually("35 SuccessfulDelete events", || count_events(&h.client, "SuccessfulDelete", "burst"), |n| *n >= 35).await;
+    assert_eq!(count_events(&h.client, "SuccessfulDelete", "burst").await, 35, "some pod was deleted twice");
+    assert_eq!(count_events(&h.client, "SuccessfulCreate", "burst").await, 40, "pods were deleted too many and recreated");
 }

@@ -113,6 +113,14 @@ impl Server {
         Self::launch_new(binary, &args, None)
     }
 
+    /// Starts `binary server` as a control plane with its scheduler and controllers, but no node
+    /// agent.
+    pub fn start_control_plane(binary: &Path, extra_args: &[&str]) -> Self {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra_args);
+        Self::launch_new(binary, &args, None)
+    }
+
     /// Starts `binary server` with its node agent (its own containerd under the data dir, a
     /// node named after the port), scheduler and controllers, and waits until the Node is Ready. On drop, the node's pods
     /// are stopped and its containerd with them.
@@ -311,7 +319,7 @@ impl Server {
             let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
             let prefix = state.to_string_lossy().into_owned();
             let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| p.starts_with(&prefix)).collect();
-            points.sort_by(|a, b| b.len().cmp(&a.len()));
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
             for point in points {
                 let _ = Command::new("umount").args(["-l", point]).status();
             }

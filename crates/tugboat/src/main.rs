@@ -56,10 +56,7 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::ControllerManager(args) => runtime.block_on(async move {
             let client = args.client()?;
-            tokio::select! {
-                _ = tugboat_controllers::run_all(client, server::CONTROLLER_WORKERS) => {}
-                _ = server::shutdown_signal() => {}
-            }
+            tugboat_controllers::run_all(client, server::CONTROLLER_WORKERS, server::shutdown_signal()).await;
             Ok(())
         }),
     }

@@ -122,11 +122,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         write_kubeconfig(&path, &kubeconfig).with_context(|| format!("cannot write {}", path.display()))?;
         tugboat_client::Client::from_kubeconfig(&path).with_context(|| format!("cannot use {}", path.display()))
     };
+    // Several servers may share one etcd: one scheduler and one controller manager act at a time,
+    // chosen through Leases in kube-system.
+    let identity = format!("{}_{}_{}", names.iter().find(|n| !n.contains('.') && !n.contains(':') && *n != "localhost" && *n != "kubernetes").cloned().unwrap_or_default(), args.secure_port, std::process::id());
     if !args.disable_scheduler {
-        tokio::spawn(tugboat_scheduler::run(component_client("scheduler", "system:kube-scheduler")?, std::future::pending()));
+        let client = component_client("scheduler", "system:kube-scheduler")?;
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            let component = |stop: tokio::sync::oneshot::Receiver<()>| tugboat_scheduler::run(client.clone(), async move { let _ = stop.await; });
+            tugboat_client::leader::run_while_leader(client.clone(), "kube-system", "kube-scheduler", &identity, component).await
+        });
     }
     if !args.disable_controllers {
-        tokio::spawn(tugboat_controllers::run_all(component_client("controller-manager", "system:kube-controller-manager")?, CONTROLLER_WORKERS));
+        let client = component_client("controller-manager", "system:kube-controller-manager")?;
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            let component = |stop: tokio::sync::oneshot::Receiver<()>| tugboat_controllers::run_all(client.clone(), CONTROLLER_WORKERS, async move { let _ = stop.await; });
+            tugboat_client::leader::run_while_leader(client.clone(), "kube-system", "kube-controller-manager", &identity, component).await
+        });
     }
     if !args.disable_agent {
         let node_name = match &args.agent.node_name {
