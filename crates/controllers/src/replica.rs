@@ -292,7 +292,12 @@ impl ReplicaController {
             result = self.manage(key, &owner, &owned).await;
         }
         let now = jiff::Timestamp::now();
-        let (status, wait) = compute_status(&owner, &owned, now);
+        let failure = result.as_ref().err().map(|error| {
+            let wanted = owner["spec"]["replicas"].as_i64().unwrap_or(1);
+            let reason = if i64::try_from(owned.len()).unwrap_or(i64::MAX) < wanted { "FailedCreate" } else { "FailedDelete" };
+            (reason, error.to_string())
+        });
+        let (status, wait) = compute_status(&owner, &owned, failure, now);
         if status_differs(&owner["status"], &status) {
             self.patch_status(&owner, &status).await?;
         }
@@ -309,6 +314,8 @@ impl ReplicaController {
         let owner_deleting = !owner["metadata"]["deletionTimestamp"].is_null();
         let mut claimed = Vec::new();
         let mut first_error = None;
+        // Whether adopting is allowed, checked once and only when there is an orphan to adopt.
+        let mut can_adopt: Option<bool> = None;
         for pod in pods {
             let matches = selector.matches(&pod["metadata"]["labels"]);
             let result = match controller_reference(&pod) {
@@ -325,6 +332,12 @@ impl ReplicaController {
                 Some(_) => continue,
                 None => {
                     if !matches || owner_deleting {
+                        continue;
+                    }
+                    if can_adopt.is_none() {
+                        can_adopt = Some(self.can_adopt(owner).await?);
+                    }
+                    if can_adopt == Some(false) {
                         continue;
                     }
                     match self.adopt(owner, &pod).await {
@@ -360,6 +373,19 @@ impl ReplicaController {
             "controller": true,
             "blockOwnerDeletion": true,
         })
+    }
+
+    /// Kubernetes' `RecheckDeletionTimestamp`: the cached owner may be stale, so before adopting
+    /// read it from the API and make sure it is the same object (UID) and not being deleted;
+    /// otherwise a just-deleted owner could adopt pods that the garbage collector then misses.
+    async fn can_adopt(&self, owner: &Value) -> Result<bool, ControllerError> {
+        let namespace = owner["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = owner["metadata"]["name"].as_str().unwrap_or_default();
+        match self.client.get(&self.kind.object_path(namespace, name)).await {
+            Ok(fresh) => Ok(fresh["metadata"]["uid"] == owner["metadata"]["uid"] && fresh["metadata"]["deletionTimestamp"].is_null()),
+            Err(ClientError::Status { code: StatusCode::NOT_FOUND, .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn adopt(&self, owner: &Value, pod: &Value) -> Result<Value, ControllerError> {
@@ -528,7 +554,9 @@ fn pod_path(pod: &Value) -> String {
 
 /// The owner's status from the pods it controls, and how long until a ready pod becomes available
 /// (when one is waiting out minReadySeconds).
-pub fn compute_status(owner: &Value, owned: &[Arc<Value>], now: jiff::Timestamp) -> (Value, Option<Duration>) {
+/// `failure` (reason, message) is why creating or deleting pods just failed: it becomes the
+/// ReplicaFailure condition, which is dropped again after a sync without failure.
+pub fn compute_status(owner: &Value, owned: &[Arc<Value>], failure: Option<(&str, String)>, now: jiff::Timestamp) -> (Value, Option<Duration>) {
     let template_labels = owner["spec"]["template"]["metadata"]["labels"].as_object();
     let min_ready = owner["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
     let mut fully_labeled = 0;
@@ -558,9 +586,17 @@ pub fn compute_status(owner: &Value, owned: &[Arc<Value>], now: jiff::Timestamp)
     if let Some(generation) = owner["metadata"]["generation"].as_i64() {
         status["observedGeneration"] = generation.into();
     }
-    // Kept as they are: this controller does not manage conditions yet.
-    if let Some(conditions) = owner["status"].get("conditions") {
-        status["conditions"] = conditions.clone();
+    let existing = owner["status"]["conditions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut conditions: Vec<Value> = existing.iter().filter(|c| c["type"] != "ReplicaFailure").cloned().collect();
+    if let Some((reason, message)) = failure {
+        // The same failure again keeps its condition (and transition time) as it is.
+        let previous = existing.iter().find(|c| c["type"] == "ReplicaFailure" && c["reason"] == reason);
+        conditions.push(previous.cloned().unwrap_or_else(|| {
+            json!({"type": "ReplicaFailure", "status": "True", "reason": reason, "message": message, "lastTransitionTime": now.to_string()})
+        }));
+    }
+    if !conditions.is_empty() {
+        status["conditions"] = Value::Array(conditions);
     }
     (status, wait)
 }
@@ -569,7 +605,9 @@ pub fn compute_status(owner: &Value, owned: &[Arc<Value>], now: jiff::Timestamp)
 /// server omits zero-valued counters.
 fn status_differs(current: &Value, wanted: &Value) -> bool {
     let number = |v: &Value, field: &str| v[field].as_i64().unwrap_or(0);
+    let conditions = |v: &Value| v["conditions"].as_array().cloned().unwrap_or_default();
     ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"].iter().any(|f| number(current, f) != number(wanted, f))
+        || conditions(current) != conditions(wanted)
 }
 
 #[cfg(test)]
@@ -589,12 +627,31 @@ mod tests {
             Arc::new(json!({"metadata": {"labels": {"app": "web", "extra": "1"}}, "status": {}})),
         ];
         let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
-        let (status, wait) = compute_status(&owner, &pods, now);
+        let (status, wait) = compute_status(&owner, &pods, None, now);
         assert_eq!(status, json!({"replicas": 3, "fullyLabeledReplicas": 2, "readyReplicas": 2, "availableReplicas": 1, "observedGeneration": 4}));
         assert_eq!(wait, Some(Duration::from_secs(5)));
         assert!(!status_differs(&status, &status));
         assert!(status_differs(&json!({"replicas": 3}), &status));
         assert!(!status_differs(&json!({}), &json!({"replicas": 0, "readyReplicas": 0})));
+    }
+
+    #[test]
+    fn replica_failure_condition_comes_and_goes() {
+        let owner = json!({"spec": {}, "status": {"conditions": [{"type": "Other", "status": "True"}]}});
+        let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let (failed, _) = compute_status(&owner, &[], Some(("FailedCreate", "quota".to_owned())), now);
+        let conditions = failed["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 2);
+        assert_eq!(conditions[1]["type"], "ReplicaFailure");
+        assert_eq!(conditions[1]["reason"], "FailedCreate");
+        assert!(status_differs(&owner["status"], &failed));
+        // Failing the same way later keeps the condition unchanged: no status write.
+        let later: jiff::Timestamp = "2026-01-01T00:02:00Z".parse().unwrap();
+        let (again, _) = compute_status(&json!({"spec": {}, "status": failed}), &[], Some(("FailedCreate", "quota".to_owned())), later);
+        assert!(!status_differs(&failed, &again));
+        // Success removes it.
+        let (healed, _) = compute_status(&json!({"spec": {}, "status": failed}), &[], None, later);
+        assert_eq!(healed["conditions"], json!([{"type": "Other", "status": "True"}]));
     }
 
     #[test]

@@ -139,23 +139,12 @@ impl Informer {
                 fresh.insert(key, Arc::new(item.clone()));
             }
         }
-        let mut changes = Vec::new();
-        {
+        let changes = {
             let mut objects = self.cache.write();
-            for (key, new) in &fresh {
-                match objects.get(key) {
-                    None => changes.push(Change::Added(new.clone())),
-                    Some(old) if resource_version(old) != resource_version(new) => changes.push(Change::Updated { old: old.clone(), new: new.clone() }),
-                    Some(_) => {}
-                }
-            }
-            for (key, old) in objects.iter() {
-                if !fresh.contains_key(key) {
-                    changes.push(Change::Deleted(old.clone()));
-                }
-            }
+            let changes = relist_changes(&objects, &fresh);
             *objects = fresh;
-        }
+            changes
+        };
         for change in &changes {
             (self.handler)(change);
         }
@@ -223,6 +212,25 @@ impl Informer {
         }
         Ok(())
     }
+}
+
+/// What a relist tells the handlers: objects new to the cache, changed (another resourceVersion),
+/// and gone (their deletion happened while no watch was open).
+fn relist_changes(cached: &HashMap<String, Arc<Value>>, fresh: &HashMap<String, Arc<Value>>) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (key, new) in fresh {
+        match cached.get(key) {
+            None => changes.push(Change::Added(new.clone())),
+            Some(old) if resource_version(old) != resource_version(new) => changes.push(Change::Updated { old: old.clone(), new: new.clone() }),
+            Some(_) => {}
+        }
+    }
+    for (key, old) in cached {
+        if !fresh.contains_key(key) {
+            changes.push(Change::Deleted(old.clone()));
+        }
+    }
+    changes
 }
 
 /// Base and cap of the per-key exponential retry delay (client-go's defaults).
@@ -411,6 +419,29 @@ mod tests {
         assert_eq!(queue.failures("a"), 2);
         queue.forget("a");
         assert_eq!(queue.failures("a"), 0);
+    }
+
+    #[test]
+    fn relist_reports_adds_updates_and_missed_deletes() {
+        let object = |name: &str, rv: &str| Arc::new(serde_json::json!({"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}}));
+        let cached: HashMap<String, Arc<Value>> = [("ns/same", object("same", "1")), ("ns/changed", object("changed", "1")), ("ns/gone", object("gone", "1"))]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let fresh: HashMap<String, Arc<Value>> = [("ns/same", object("same", "1")), ("ns/changed", object("changed", "2")), ("ns/new", object("new", "3"))]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let mut seen: Vec<String> = relist_changes(&cached, &fresh)
+            .iter()
+            .map(|c| match c {
+                Change::Added(o) => format!("added {}", o["metadata"]["name"].as_str().unwrap()),
+                Change::Updated { old, new } => format!("updated {} {}->{}", new["metadata"]["name"].as_str().unwrap(), resource_version(old), resource_version(new)),
+                Change::Deleted(o) => format!("deleted {}", o["metadata"]["name"].as_str().unwrap()),
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, ["added new", "deleted gone", "updated changed 1->2"]);
     }
 
     #[test]

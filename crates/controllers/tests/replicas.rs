@@ -179,12 +179,22 @@ async fn replica_set_adopts_orphans_and_releases_mismatches() {
     let h = start().await;
     let orphan = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "labels": {"app": "adopt"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}});
     h.client.create(PODS, &orphan).await.unwrap();
+    // Matches too, but another controller owns it: neither adopted nor counted.
+    let mut foreign = orphan.clone();
+    foreign["metadata"]["name"] = json!("foreign");
+    foreign["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "someone-else", "uid": "5a1e0000-0000-0000-0000-000000000000", "controller": true}]);
+    h.client.create(PODS, &foreign).await.unwrap();
     // Slack for the pod informer to see the orphan before the ReplicaSet exists (without it, the
     // controller could legitimately create 2, adopt, and delete one).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rs = h.client.create(RS, &replica_set("adopter", "adopt", 2)).await.unwrap();
     let uid = rs["metadata"]["uid"].as_str().unwrap().to_owned();
-    let pods2 = settle_count(&h.client, "adopt", 2).await;
+    let all = settle_count(&h.client, "adopt", 3).await;
+    let pods2: Vec<Value> = all.into_iter().filter(|p| p["metadata"]["name"] != "foreign").collect();
+    assert_eq!(pods2.len(), 2);
+    let foreign = h.client.get(&format!("{PODS}/foreign")).await.unwrap();
+    assert_eq!(controller_uid(&foreign), Some("5a1e0000-0000-0000-0000-000000000000"));
     eventually("a SuccessfulCreate event", || count_events(&h.client, "SuccessfulCreate", "adopter"), |n| *n >= 1).await;
     assert_eq!(count_events(&h.client, "SuccessfulCreate", "adopter").await, 1, "the orphan did not count toward replicas");
     assert!(pods2.iter().all(|p| controller_uid(p) == Some(uid.as_str())), "{pods2:#?}");
@@ -193,7 +203,7 @@ async fn replica_set_adopts_orphans_and_releases_mismatches() {
     // Relabel one pod away: it is released and replaced.
     let path = format!("{RS}/adopter");
     merge_patch(&h.client, &format!("{PODS}/orphan"), json!({"metadata": {"labels": {"app": "elsewhere"}}})).await;
-    settle_count(&h.client, "adopt", 2).await;
+    settle_count(&h.client, "adopt", 3).await;
     let released = eventually(
         "the relabeled pod released",
         || async { h.client.get(&format!("{PODS}/orphan")).await.unwrap() },
@@ -204,7 +214,8 @@ async fn replica_set_adopts_orphans_and_releases_mismatches() {
     eventually("status.replicas 2", || status_field(&h.client, &path, "replicas"), |n| *n == 2).await;
 
     // Readiness: mark one owned pod Ready; readyReplicas and availableReplicas follow.
-    let owned = pods(&h.client, "adopt").await;
+    let owned: Vec<Value> = pods(&h.client, "adopt").await.into_iter().filter(|p| controller_uid(p) == Some(uid.as_str())).collect();
+    assert_eq!(owned.len(), 2);
     let name = owned[0]["metadata"]["name"].as_str().unwrap();
     let now = jiff::Timestamp::now().to_string();
     merge_patch(
