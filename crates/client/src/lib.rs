@@ -202,7 +202,8 @@ pub mod leader {
     use serde_json::json;
     use std::time::{Duration, Instant};
 
-    pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+    /// Kubernetes uses 15 s; 10 s keeps a failover (expiry plus one retry) within 15 s.
+    pub const LEASE_DURATION: Duration = Duration::from_secs(10);
     pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 
     fn now() -> String {
