@@ -2,7 +2,7 @@
 //! owner keys; workers reconcile one owner at a time, level-based, through the API.
 //!
 //! So far: the ReplicaSet and ReplicationController controllers (one implementation, two kinds),
-//! the Deployment controller and the garbage collector.
+//! the Deployment controller, the garbage collector and the ServiceAccount controller.
 
 pub mod deployment;
 pub mod expectations;
@@ -11,6 +11,7 @@ pub mod pods;
 pub mod replica;
 pub mod runtime;
 pub mod selector;
+pub mod service_accounts;
 
 use std::future::Future;
 use tugboat_client::{Client, ClientError};
@@ -65,10 +66,11 @@ pub async fn run_all(client: Client, workers: usize, shutdown: impl Future<Outpu
     let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|s| *s).await;
     };
-    let all = futures::future::join3(
+    let all = futures::future::join4(
         run(client.clone(), workers, wait(stopped.clone())),
         deployment::run(client.clone(), wait(stopped.clone())),
-        garbage_collector::run(client, wait(stopped)),
+        garbage_collector::run(client.clone(), wait(stopped.clone())),
+        service_accounts::run(client, wait(stopped)),
     );
     tokio::pin!(all);
     tokio::select! {

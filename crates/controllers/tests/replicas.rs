@@ -317,3 +317,18 @@ async fn burst_never_creates_twice() {
     assert_eq!(count_events(&h.client, "SuccessfulDelete", "burst").await, 35, "some pod was deleted twice");
     assert_eq!(count_events(&h.client, "SuccessfulCreate", "burst").await, 40, "pods were deleted too many and recreated");
 }
+
+#[tokio::test]
+async fn every_namespace_gets_a_default_service_account() {
+    let (client, _dir) = start_server().await;
+    tokio::spawn(tugboat_controllers::service_accounts::run(client.clone(), std::future::pending()));
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
+    client.create("/api/v1/namespaces", &namespace).await.unwrap();
+    let path = "/api/v1/namespaces/team/serviceaccounts/default";
+    let created = eventually("the default service account", || client.get(path), |r| r.is_ok()).await;
+    assert!(created.is_ok());
+    // Deleted, it comes back.
+    client.request(http::Method::DELETE, path, None).await.unwrap();
+    let recreated = eventually("the recreated service account", || client.get(path), |r| r.as_ref().is_ok_and(|a| a["metadata"]["name"] == "default")).await;
+    assert!(recreated.is_ok());
+}
