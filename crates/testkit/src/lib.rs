@@ -310,7 +310,8 @@ impl Server {
         // socket) go too: a test must not leave processes behind.
         if let Some(state) = self.containerd_state_dir() {
             let socket = state.join("containerd.sock");
-            let shims = Command::new("pgrep").arg("-f").arg(format!("-address {}", socket.display())).output();
+            // (The pattern must not start with '-', or pgrep takes it for an option.)
+            let shims = Command::new("pgrep").arg("-f").arg(format!("address {}", socket.display())).output();
             for shim in shims.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().split_whitespace() {
                 let _ = Command::new("pkill").args(["-9", "-P", shim]).status();
                 let _ = Command::new("kill").args(["-9", shim]).status();
@@ -323,6 +324,7 @@ impl Server {
             for point in points {
                 let _ = Command::new("umount").args(["-l", point]).status();
             }
+            let _ = std::fs::remove_dir_all(&state);
         }
         // The CNI bridge outlives its pods; it goes with the node.
         let cni = std::fs::read_to_string(self.data_dir.path().join("agent/cni/net.d/10-tugboat.conflist")).unwrap_or_default();
