@@ -2,7 +2,7 @@
 //! default plugins judge them. Pure functions over the cache's view, so each rule has a unit test.
 
 use crate::cache::{NodeInfo, Resources};
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration};
 use std::collections::BTreeMap;
 
 /// What a pod asks of a node, computed once per scheduling attempt.
@@ -11,6 +11,14 @@ pub struct PodRequest<'a> {
     pub resources: Resources,
     pub host_ports: Vec<(String, i32)>,
     pub owner_uid: Option<String>,
+}
+
+impl PodRequest<'_> {
+    /// The pod's spec, borrowed: filters and scores run once per node, so they must not copy it.
+    fn spec(&self) -> &PodSpec {
+        static EMPTY: std::sync::OnceLock<PodSpec> = std::sync::OnceLock::new();
+        self.pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(PodSpec::default))
+    }
 }
 
 fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
@@ -51,9 +59,9 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, node
 
 /// Why the node does not fit the pod (kube-scheduler's wording), or an empty list when it fits.
 pub fn filter(request: &PodRequest, node: &NodeInfo) -> Vec<String> {
-    let spec = request.pod.spec.clone().unwrap_or_default();
+    let spec = request.spec();
     let mut reasons = Vec::new();
-    let tolerations = spec.tolerations.clone().unwrap_or_default();
+    let tolerations = spec.tolerations.as_deref().unwrap_or_default();
     if let Some(name) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         if name != node.name {
             reasons.push("node(s) didn't match the requested node name".into());
@@ -62,7 +70,7 @@ pub fn filter(request: &PodRequest, node: &NodeInfo) -> Vec<String> {
     }
     if node.unschedulable {
         let taint = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
-        if !tolerates(&tolerations, &taint) {
+        if !tolerates(tolerations, &taint) {
             reasons.push("node(s) were unschedulable".into());
             return reasons;
         }
@@ -72,7 +80,7 @@ pub fn filter(request: &PodRequest, node: &NodeInfo) -> Vec<String> {
         return reasons;
     }
     for taint in node.taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
-        if !tolerates(&tolerations, taint) {
+        if !tolerates(tolerations, taint) {
             reasons.push(format!("node(s) had untolerated taint {{{}: {}}}", taint.key, taint.value.as_deref().unwrap_or_default()));
             return reasons;
         }
@@ -125,7 +133,7 @@ fn fraction(used: i64, total: i64) -> f64 {
 /// The node's score for the pod, higher is better: least allocated, balanced allocation,
 /// preferred node affinity, PreferNoSchedule taints, and spreading a controller's replicas.
 pub fn score(request: &PodRequest, node: &NodeInfo) -> i64 {
-    let spec = request.pod.spec.clone().unwrap_or_default();
+    let spec = request.spec();
     let cpu = fraction(node.requested.cpu_millis + request.resources.cpu_millis, node.allocatable.cpu_millis);
     let memory = fraction(node.requested.memory_bytes + request.resources.memory_bytes, node.allocatable.memory_bytes);
     let least_allocated = ((1.0 - cpu) + (1.0 - memory)) / 2.0 * 100.0;
@@ -137,8 +145,8 @@ pub fn score(request: &PodRequest, node: &NodeInfo) -> i64 {
         .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
         .map(|terms| terms.iter().filter(|t| term_matches(&t.preference, &node.labels, &node.name)).map(|t| i64::from(t.weight)).sum())
         .unwrap_or(0);
-    let tolerations = spec.tolerations.clone().unwrap_or_default();
-    let intolerable = node.taints.iter().filter(|t| t.effect == "PreferNoSchedule" && !tolerates(&tolerations, t)).count() as i64;
+    let tolerations = spec.tolerations.as_deref().unwrap_or_default();
+    let intolerable = node.taints.iter().filter(|t| t.effect == "PreferNoSchedule" && !tolerates(tolerations, t)).count() as i64;
     let siblings = request.owner_uid.as_ref().map(|uid| node.owner_counts.get(uid).copied().unwrap_or(0)).unwrap_or(0) as i64;
     least_allocated as i64 + balanced as i64 + preferred - 50 * intolerable - 20 * siblings
 }

@@ -286,50 +286,63 @@ impl Server {
         });
     }
 
-    fn containerd_dir(&self) -> PathBuf {
-        self.data_dir.path().join("agent").join("containerd")
-    }
-
     /// The agent's containerd keeps its state where its config says (`state = "..."`).
     pub fn containerd_state_dir(&self) -> Option<PathBuf> {
-        let config = std::fs::read_to_string(self.containerd_dir().join("config.toml")).ok()?;
-        let line = config.lines().find(|l| l.starts_with("state = "))?;
-        Some(PathBuf::from(line.trim_start_matches("state = ").trim_matches('"')))
+        agent_containerd_state_dir(&self.data_dir.path().join("agent"))
     }
 
     /// The pid of the agent's containerd, while it runs.
     pub fn containerd_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.containerd_dir().join("containerd.pid")).ok()?.trim().parse().ok()
+        agent_containerd_pid(&self.data_dir.path().join("agent"))
     }
 
     fn stop_containerd(&self) {
-        let Some(pid) = self.containerd_pid() else { return };
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-        wait_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
-        // Containers the agent could not stop in time (their shims name this containerd's
-        // socket) go too: a test must not leave processes behind.
-        if let Some(state) = self.containerd_state_dir() {
-            let socket = state.join("containerd.sock");
-            // (The pattern must not start with '-', or pgrep takes it for an option.)
-            let shims = Command::new("pgrep").arg("-f").arg(format!("address {}", socket.display())).output();
-            for shim in shims.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().split_whitespace() {
-                let _ = Command::new("pkill").args(["-9", "-P", shim]).status();
-                let _ = Command::new("kill").args(["-9", shim]).status();
-            }
-            // And the mounts (rootfs, shm) their abrupt end left.
-            let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-            let prefix = state.to_string_lossy().into_owned();
-            let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| p.starts_with(&prefix)).collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for point in points {
-                let _ = Command::new("umount").args(["-l", point]).status();
-            }
-            let _ = std::fs::remove_dir_all(&state);
+        stop_agent_runtime(&self.data_dir.path().join("agent"));
+    }
+}
+
+/// The state dir of the containerd of the agent with data dir `agent_dir` (from its config).
+pub fn agent_containerd_state_dir(agent_dir: &Path) -> Option<PathBuf> {
+    let config = std::fs::read_to_string(agent_dir.join("containerd/config.toml")).ok()?;
+    let line = config.lines().find(|l| l.starts_with("state = "))?;
+    Some(PathBuf::from(line.trim_start_matches("state = ").trim_matches('"')))
+}
+
+/// The pid of the containerd of the agent with data dir `agent_dir`.
+pub fn agent_containerd_pid(agent_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(agent_dir.join("containerd/containerd.pid")).ok()?.trim().parse().ok()
+}
+
+/// Stops what a node agent with data dir `agent_dir` leaves running by design (its containerd),
+/// and what a test must not leave behind: containers the agent could not stop in time, their
+/// mounts, the runtime's state dir and the node's CNI bridge.
+pub fn stop_agent_runtime(agent_dir: &Path) {
+    let Some(pid) = agent_containerd_pid(agent_dir) else { return };
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    wait_until(Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
+    // Containers the agent could not stop in time (their shims name this containerd's
+    // socket) go too: a test must not leave processes behind.
+    if let Some(state) = agent_containerd_state_dir(agent_dir) {
+        let socket = state.join("containerd.sock");
+        // (The pattern must not start with '-', or pgrep takes it for an option.)
+        let shims = Command::new("pgrep").arg("-f").arg(format!("address {}", socket.display())).output();
+        for shim in shims.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().split_whitespace() {
+            let _ = Command::new("pkill").args(["-9", "-P", shim]).status();
+            let _ = Command::new("kill").args(["-9", shim]).status();
         }
-        // The CNI bridge outlives its pods; it goes with the node.
-        let cni = std::fs::read_to_string(self.data_dir.path().join("agent/cni/net.d/10-tugboat.conflist")).unwrap_or_default();
-        if let Some(bridge) = cni.split("\"bridge\": \"").nth(1).and_then(|rest| rest.split('"').next()) {
-            let _ = Command::new("ip").args(["link", "delete", bridge]).stderr(Stdio::null()).status();
+        // And the mounts (rootfs, shm) their abrupt end left.
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let prefix = state.to_string_lossy().into_owned();
+        let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| p.starts_with(&prefix)).collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = Command::new("umount").args(["-l", point]).status();
         }
+        let _ = std::fs::remove_dir_all(&state);
+    }
+    // The CNI bridge outlives its pods; it goes with the node.
+    let cni = std::fs::read_to_string(agent_dir.join("cni/net.d/10-tugboat.conflist")).unwrap_or_default();
+    if let Some(bridge) = cni.split("\"bridge\": \"").nth(1).and_then(|rest| rest.split('"').next()) {
+        let _ = Command::new("ip").args(["link", "delete", bridge]).stderr(Stdio::null()).status();
     }
 }

@@ -169,13 +169,6 @@ async fn main() -> anyhow::Result<()> {
     let _ = agent.kill();
     let _ = agent.wait();
     // The agent's containerd outlives it by design; this run is over, so stop it too.
-    let layout = tugboat_agent::containerd::Layout::new(agent_dir.path());
-    if let Ok(pid) = std::fs::read_to_string(layout.pid_file()) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
-    }
-    let cni = std::fs::read_to_string(layout.cni_conf_dir.join("10-tugboat.conflist")).unwrap_or_default();
-    if let Some(bridge) = cni.split("\"bridge\": \"").nth(1).and_then(|rest| rest.split('"').next()) {
-        let _ = Command::new("ip").args(["link", "delete", bridge]).status();
-    }
+    tugboat_testkit::stop_agent_runtime(agent_dir.path());
     Ok(())
 }
