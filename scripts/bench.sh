@@ -6,6 +6,10 @@
 #   scripts/bench.sh pods [--bursts 1,10,50]
 #       pod start latency (API create → Running seen by a watcher) beside the CRI floor measured
 #       in the same run, and the agent's memory.
+#   scripts/bench.sh scale [--nodes 100,1000,5000 --pods 30000 --replicas 10000 --total-pods 150000]
+#       the control plane with simulated nodes (`tugboat sim`): scheduling throughput and latency,
+#       plain and with anti-affinity + topology spread, paced latency, a big Deployment's
+#       rollout time, and the server's memory and store size at the total pod count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -13,6 +17,11 @@ if [ "${1:-}" = pods ]; then
   shift
   cargo build --release --bin tugboat --bin tugboat-bench-pods
   exec target/release/tugboat-bench-pods --tugboat target/release/tugboat "$@"
+fi
+if [ "${1:-}" = scale ]; then
+  shift
+  cargo build --release --bin tugboat --bin tugboat-bench-scale
+  exec target/release/tugboat-bench-scale --tugboat target/release/tugboat "$@"
 fi
 cargo build --release --bin tugboat --bin tugboat-bench
 exec target/release/tugboat-bench --tugboat target/release/tugboat "$@"

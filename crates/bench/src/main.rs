@@ -10,6 +10,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tugboat_bench::rss_kib;
 use tugboat_client::Client;
 use tugboat_testkit::{Etcd, Server};
 
@@ -41,7 +42,7 @@ struct Sample {
 impl Sample {
     fn line(&mut self, what: &str) -> String {
         self.latencies.sort();
-        let pick = |q: f64| self.latencies.get(((self.latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+        let pick = |q: f64| tugboat_bench::quantile(&self.latencies, q);
         format!(
             "{what:<34} {:>9.0} ops/s   p50 {:>7.2} ms   p99 {:>7.2} ms   (n={})",
             self.latencies.len() as f64 / self.wall.as_secs_f64(),
@@ -82,13 +83,6 @@ where
         latencies.extend(task.await??);
     }
     Ok(Sample { latencies, wall: started.elapsed() })
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }
 
 async fn raw_etcd(endpoint: &str, args: &Args) -> anyhow::Result<()> {

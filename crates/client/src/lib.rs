@@ -121,6 +121,12 @@ impl Client {
         Ok(serde_json::from_slice(&self.request(Method::POST, collection, Some(("application/json", body))).await?)?)
     }
 
+    /// A JSON merge patch (RFC 7386) of the object or subresource at `path`.
+    pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ClientError> {
+        let body = Bytes::from(serde_json::to_vec(patch)?);
+        Ok(serde_json::from_slice(&self.request(Method::PATCH, path, Some(("application/merge-patch+json", body))).await?)?)
+    }
+
     /// A watch (`path` must carry `watch=true`): one decoded event per item.
     pub async fn watch(&self, path: &str) -> Result<BoxStream<'static, Result<Value, ClientError>>, ClientError> {
         let response = self.send(Method::GET, path, None).await?;

@@ -2,6 +2,7 @@
 
 mod agent;
 mod server;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -21,7 +22,10 @@ enum Command {
     /// Run the scheduler alone (`tugboat server` runs one too).
     Scheduler(ComponentArgs),
     /// Run the controllers alone (`tugboat server` runs them too).
-    ControllerManager(ComponentArgs),
+    ControllerManager(ControllerManagerArgs),
+    /// Simulate nodes (for scale tests): Nodes and Leases kept alive, bound pods made Running
+    /// without containers.
+    Sim(sim::SimArgs),
 }
 
 /// A control-plane component that reaches the API server with a kubeconfig.
@@ -30,6 +34,14 @@ struct ComponentArgs {
     /// Credentials and address of the API server.
     #[arg(long)]
     kubeconfig: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ControllerManagerArgs {
+    #[command(flatten)]
+    component: ComponentArgs,
+    #[command(flatten)]
+    controllers: server::ControllerArgs,
 }
 
 impl ComponentArgs {
@@ -54,9 +66,10 @@ fn main() -> anyhow::Result<()> {
             tugboat_scheduler::run(args.client()?, server::shutdown_signal()).await;
             Ok(())
         }),
+        Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::ControllerManager(args) => runtime.block_on(async move {
-            let client = args.client()?;
-            tugboat_controllers::run_all(client, server::CONTROLLER_WORKERS, server::shutdown_signal()).await;
+            let client = args.component.client()?;
+            tugboat_controllers::run_all(client, args.controllers.options(), server::shutdown_signal()).await;
             Ok(())
         }),
     }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tugboat_bench::{quantiles, rss_kib};
 use tugboat_client::Client;
 use tugboat_cri::{api, GrpcRuntime, Runtime};
 use tugboat_testkit::{registry::ensure_test_registry, wait_until, Server};
@@ -24,17 +25,6 @@ struct Args {
     /// The tugboat binary to measure.
     #[arg(long, default_value = "target/release/tugboat")]
     tugboat: PathBuf,
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
-}
-
-fn quantiles(mut latencies: Vec<Duration>) -> String {
-    latencies.sort();
-    let pick = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
-    format!("p50 {:>7.1} ms   p99 {:>7.1} ms   (n={})", pick(0.5).as_secs_f64() * 1e3, pick(0.99).as_secs_f64() * 1e3, latencies.len())
 }
 
 /// Sandbox + container + start straight over CRI, `burst` at once: the floor of pod start.

@@ -1,0 +1,35 @@
+//! What the benchmark binaries share: reading a process's memory and summarising latencies.
+
+use std::time::Duration;
+
+/// Resident memory of a process, in KiB (0 if it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// The `q` quantile (0.0..=1.0) of latencies sorted ascending (zero when there are none).
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 - 1.0).max(0.0) * q).round() as usize).copied().unwrap_or_default()
+}
+
+/// "p50 … ms   p99 … ms   (n=…)" of unsorted latencies.
+pub fn quantiles(mut latencies: Vec<Duration>) -> String {
+    latencies.sort();
+    let ms = |q| quantile(&latencies, q).as_secs_f64() * 1e3;
+    format!("p50 {:>7.1} ms   p99 {:>7.1} ms   (n={})", ms(0.5), ms(0.99), latencies.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_pick_the_nearest_rank() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&sorted, 0.5), Duration::from_millis(51));
+        assert_eq!(quantile(&sorted, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+        assert_eq!(rss_kib(u32::MAX), 0);
+    }
+}

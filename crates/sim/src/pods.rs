@@ -1,0 +1,260 @@
+//! The pods of simulated nodes: a bound pod is reported Running and Ready with an IP from its
+//! node's pod network; a pod marked for deletion is removed at once (there is nothing to stop),
+//! as an agent does with grace 0 after its containers are gone.
+
+use crate::SimNode;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use tugboat_client::{Client, ClientError};
+
+/// What the simulator does about one pod event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Report the pod Running on `node`.
+    Start { namespace: String, name: String, uid: String, node: String },
+    /// Delete the pod object for good.
+    Remove { namespace: String, name: String, uid: String },
+}
+
+impl Action {
+    fn uid(&self) -> &str {
+        match self {
+            Action::Start { uid, .. } | Action::Remove { uid, .. } => uid,
+        }
+    }
+}
+
+fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The action a pod's current state calls for, if it is bound to one of `ours`.
+pub fn decide(pod: &Value, ours: &HashMap<String, SimNode>) -> Option<Action> {
+    let node = text(pod, "/spec/nodeName");
+    if !ours.contains_key(node) {
+        return None;
+    }
+    let (namespace, name, uid) = (text(pod, "/metadata/namespace").to_owned(), text(pod, "/metadata/name").to_owned(), text(pod, "/metadata/uid").to_owned());
+    if !pod["metadata"]["deletionTimestamp"].is_null() {
+        return Some(Action::Remove { namespace, name, uid });
+    }
+    match text(pod, "/status/phase") {
+        "" | "Pending" => Some(Action::Start { namespace, name, uid, node: node.to_owned() }),
+        _ => None,
+    }
+}
+
+/// Pod addresses of one node's /24: host numbers 2..=254 (1 is the gateway's), reused once freed.
+#[derive(Default)]
+pub struct NodeAddresses {
+    by_uid: HashMap<String, u8>,
+    taken: HashSet<u8>,
+    next: u8,
+}
+
+impl NodeAddresses {
+    /// The pod's address (the same one on every call for a UID), or None when the /24 is full.
+    pub fn assign(&mut self, uid: &str, network: Ipv4Addr) -> Option<Ipv4Addr> {
+        let host = match self.by_uid.get(uid) {
+            Some(host) => *host,
+            None => {
+                let host = (0..253u16).map(|step| 2 + ((u16::from(self.next) + step) % 253) as u8).find(|h| !self.taken.contains(h))?;
+                self.next = host.wrapping_sub(1);
+                self.taken.insert(host);
+                self.by_uid.insert(uid.to_owned(), host);
+                host
+            }
+        };
+        Some(Ipv4Addr::from(u32::from(network) + u32::from(host)))
+    }
+
+    /// Records an address a pod already has (seen after the simulator restarted).
+    pub fn keep(&mut self, uid: &str, address: Ipv4Addr, network: Ipv4Addr) {
+        let offset = u32::from(address).wrapping_sub(u32::from(network));
+        if let Ok(host) = u8::try_from(offset) {
+            self.taken.insert(host);
+            self.by_uid.insert(uid.to_owned(), host);
+        }
+    }
+
+    pub fn release(&mut self, uid: &str) {
+        if let Some(host) = self.by_uid.remove(uid) {
+            self.taken.remove(&host);
+        }
+    }
+}
+
+/// The status a running pod reports: phase Running, every condition True, every container running.
+pub fn running_status(pod: &Value, pod_ip: Ipv4Addr, host_ip: Ipv4Addr, now: &str) -> Value {
+    let container_statuses = |field: &str, running: bool| -> Vec<Value> {
+        pod["spec"][field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let state = if running {
+                    json!({"running": {"startedAt": now}})
+                } else {
+                    json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}})
+                };
+                json!({"name": c["name"], "image": c["image"], "imageID": "", "containerID": format!("sim://{}", c["name"].as_str().unwrap_or_default()),
+                    "ready": running, "started": running, "restartCount": 0, "state": state})
+            })
+            .collect()
+    };
+    let condition = |kind: &str| json!({"type": kind, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+    json!({"status": {
+        "phase": "Running", "hostIP": host_ip.to_string(), "hostIPs": [{"ip": host_ip.to_string()}],
+        "podIP": pod_ip.to_string(), "podIPs": [{"ip": pod_ip.to_string()}], "startTime": now,
+        "conditions": [condition("PodReadyToStartContainers"), condition("Initialized"), condition("Ready"), condition("ContainersReady"), condition("PodScheduled")],
+        "initContainerStatuses": container_statuses("initContainers", false),
+        "containerStatuses": container_statuses("containers", true),
+    }})
+}
+
+struct State {
+    nodes: HashMap<String, SimNode>,
+    addresses: HashMap<String, NodeAddresses>,
+    in_flight: HashSet<String>,
+}
+
+/// A unit of API work, with everything it needs decided under the lock.
+struct Work {
+    action: Action,
+    status: Option<Value>,
+}
+
+/// Watches every pod and acts for those on our nodes, with `writers` API writes in flight.
+pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize) {
+    let state = Arc::new(Mutex::new(State { nodes, addresses: HashMap::new(), in_flight: HashSet::new() }));
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Work>();
+    let workers = {
+        let (client, state) = (client.clone(), state.clone());
+        tokio::spawn(receiver_stream(receiver).for_each_concurrent(writers, move |work| {
+            let (client, state) = (client.clone(), state.clone());
+            async move {
+                let uid = work.action.uid().to_owned();
+                if let Err(error) = perform(&client, work).await {
+                    tracing::warn!(%error, %uid, "simulated pod update failed; the next event retries it");
+                }
+                state.lock().unwrap_or_else(|p| p.into_inner()).in_flight.remove(&uid);
+            }
+        }))
+    };
+    let handle = |kind: &str, pod: Value| {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let uid = text(&pod, "/metadata/uid").to_owned();
+        let node = text(&pod, "/spec/nodeName").to_owned();
+        let Some(sim_node) = state.nodes.get(&node).cloned() else { return };
+        if kind == "DELETED" {
+            if let Some(addresses) = state.addresses.get_mut(&node) {
+                addresses.release(&uid);
+            }
+            return;
+        }
+        if let Some(ip) = text(&pod, "/status/podIP").parse::<Ipv4Addr>().ok() {
+            state.addresses.entry(node.clone()).or_default().keep(&uid, ip, sim_node.pod_network);
+        }
+        let Some(action) = decide(&pod, &state.nodes) else { return };
+        if !state.in_flight.insert(uid.clone()) {
+            return;
+        }
+        let status = match &action {
+            Action::Start { .. } => match state.addresses.entry(node.clone()).or_default().assign(&uid, sim_node.pod_network) {
+                Some(ip) => Some(running_status(&pod, ip, sim_node.host_ip, &crate::now())),
+                None => {
+                    tracing::warn!(%node, "the node's pod network is full; the pod stays Pending");
+                    state.in_flight.remove(&uid);
+                    return;
+                }
+            },
+            Action::Remove { .. } => None,
+        };
+        let _ = sender.send(Work { action, status });
+    };
+    tugboat_client::inform::<Value>(&client, "/api/v1/pods", handle).await;
+    workers.abort();
+}
+
+fn receiver_stream<T: Send + 'static>(mut receiver: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |context| receiver.poll_recv(context))
+}
+
+async fn perform(client: &Client, work: Work) -> Result<(), ClientError> {
+    let gone = |result: Result<(), ClientError>| match result {
+        // Deleted or replaced meanwhile: nothing left to do for this pod.
+        Err(ClientError::Status { code: http::StatusCode::NOT_FOUND | http::StatusCode::CONFLICT, .. }) => Ok(()),
+        other => other,
+    };
+    match work.action {
+        Action::Start { namespace, name, .. } => {
+            let status = work.status.unwrap_or(Value::Null);
+            gone(client.merge_patch(&format!("/api/v1/namespaces/{namespace}/pods/{name}/status"), &status).await.map(drop))
+        }
+        Action::Remove { namespace, name, uid } => {
+            let options = json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+            let body = bytes::Bytes::from(options.to_string());
+            let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
+            gone(client.request(http::Method::DELETE, &path, Some(("application/json", body))).await.map(drop))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ours() -> HashMap<String, SimNode> {
+        let node = SimNode { name: "sim-0".into(), host_ip: Ipv4Addr::new(172, 16, 0, 1), pod_network: Ipv4Addr::new(10, 42, 3, 0) };
+        HashMap::from([("sim-0".to_owned(), node)])
+    }
+
+    fn pod(node: &str, phase: &str, deleting: bool) -> Value {
+        let mut pod = json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}, "status": {"phase": phase}});
+        if deleting {
+            pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        }
+        pod
+    }
+
+    #[test]
+    fn only_pods_bound_to_our_nodes_are_started_or_removed() {
+        let start = Action::Start { namespace: "ns".into(), name: "p".into(), uid: "u1".into(), node: "sim-0".into() };
+        assert_eq!(decide(&pod("sim-0", "Pending", false), &ours()), Some(start));
+        assert_eq!(decide(&pod("sim-0", "Running", false), &ours()), None);
+        assert_eq!(decide(&pod("other", "Pending", false), &ours()), None);
+        assert_eq!(decide(&pod("", "Pending", false), &ours()), None);
+        assert_eq!(decide(&pod("sim-0", "Running", true), &ours()), Some(Action::Remove { namespace: "ns".into(), name: "p".into(), uid: "u1".into() }));
+    }
+
+    #[test]
+    fn addresses_are_unique_stable_and_reused() {
+        let network = Ipv4Addr::new(10, 42, 3, 0);
+        let mut addresses = NodeAddresses::default();
+        let first = addresses.assign("a", network).unwrap();
+        assert_eq!(first, Ipv4Addr::new(10, 42, 3, 2));
+        assert_eq!(addresses.assign("a", network), Some(first));
+        addresses.keep("b", Ipv4Addr::new(10, 42, 3, 3), network);
+        assert_eq!(addresses.assign("c", network), Some(Ipv4Addr::new(10, 42, 3, 4)));
+        let mut all: HashSet<Ipv4Addr> = HashSet::from([first, Ipv4Addr::new(10, 42, 3, 3), Ipv4Addr::new(10, 42, 3, 4)]);
+        for i in 0..250 {
+            all.insert(addresses.assign(&format!("x{i}"), network).unwrap());
+        }
+        assert_eq!(all.len(), 253);
+        assert_eq!(addresses.assign("full", network), None);
+        addresses.release("a");
+        assert_eq!(addresses.assign("full", network), Some(first));
+    }
+
+    #[test]
+    fn running_status_reports_every_container_ready() {
+        let status = running_status(&pod("sim-0", "Pending", false), Ipv4Addr::new(10, 42, 3, 2), Ipv4Addr::new(172, 16, 0, 1), "2026-01-01T00:00:00Z");
+        assert_eq!(status["status"]["phase"], "Running");
+        assert_eq!(status["status"]["podIP"], "10.42.3.2");
+        assert_eq!(status["status"]["containerStatuses"][0]["ready"], true);
+        assert!(status["status"]["conditions"].as_array().unwrap().iter().all(|c| c["status"] == "True"));
+    }
+}
