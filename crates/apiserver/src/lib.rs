@@ -5,6 +5,7 @@
 //! it knows nothing about SQLite or etcd.
 //! Invariant: agents, schedulers and controllers never link this crate; they speak HTTP to it.
 
+mod admission;
 mod agent_proxy;
 mod allocator;
 mod cache;

@@ -21,7 +21,8 @@ const CLEANUP_DELAY: Duration = Duration::from_secs(2);
 
 const WRITE: WriteOptions = WriteOptions { dry_run: false };
 
-/// Creates what a fresh cluster must have: the system namespaces and the `kubernetes` Service.
+/// Creates what a fresh cluster must have: the system namespaces, the `kubernetes` Service and
+/// the system PriorityClasses.
 pub async fn bootstrap(server: &ApiServer) -> ApiResult<()> {
     let registry = Registry::get();
     let (Some(namespaces), Some(services)) = (registry.lookup("", "v1", "namespaces"), registry.lookup("", "v1", "services")) else {
@@ -43,6 +44,15 @@ pub async fn bootstrap(server: &ApiServer) -> ApiResult<()> {
         });
         let service = services.decode(service).unwrap_or_default();
         ignore_exists(server.objects.create(services, service, WRITE).await)?;
+    }
+    if let Some(classes) = registry.lookup("scheduling.k8s.io", "v1", "priorityclasses") {
+        for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
+            if server.objects.get(classes, "", name).await.is_err() {
+                let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value, "description": description});
+                let class = classes.decode(class).unwrap_or_default();
+                ignore_exists(server.objects.create(classes, class, WRITE).await)?;
+            }
+        }
     }
     Ok(())
 }

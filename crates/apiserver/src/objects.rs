@@ -187,6 +187,9 @@ impl Objects {
         }
         prepare_for_create(resource, &mut object);
         resource.apply_defaults(&mut object);
+        if resource.group.is_empty() && resource.kind == "Pod" {
+            crate::admission::admit_pod(self, &mut object).await?;
+        }
         self.validate(resource, &object)?;
         if resource.namespaced {
             self.require_active_namespace(meta::namespace(&object)).await?;

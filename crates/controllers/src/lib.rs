@@ -2,18 +2,23 @@
 //! owner keys; workers reconcile one owner at a time, level-based, through the API.
 //!
 //! So far: the ReplicaSet and ReplicationController controllers (one implementation, two kinds),
-//! the Deployment controller, the garbage collector and the ServiceAccount controller.
+//! the Deployment controller, the garbage collector, the ServiceAccount controller, and the node
+//! lifecycle controller with taint-based eviction and the pod GC of deleted nodes.
 
 pub mod deployment;
+pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod node_lifecycle;
 pub mod pods;
 pub mod replica;
 pub mod runtime;
 pub mod selector;
 pub mod service_accounts;
+pub mod taint_eviction;
 
 use std::future::Future;
+use std::time::Duration;
 use tugboat_client::{Client, ClientError};
 
 pub use replica::{Options, OwnerKind, ReplicaController, REPLICATION_CONTROLLER, REPLICA_SET};
@@ -60,17 +65,43 @@ pub async fn run(client: Client, workers: usize, shutdown: impl Future<Output = 
     }
 }
 
+/// Settings of the controller manager.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Workers per ReplicaSet/ReplicationController controller.
+    pub workers: usize,
+    /// How long a node may go without a heartbeat before it is marked Unknown
+    /// (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self { workers: 4, node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD }
+    }
+}
+
+/// Parses a duration flag: `50s`, `5m`, `1m30s`, `500ms`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let parsed: jiff::SignedDuration = text.parse().map_err(|e| format!("{text:?} is not a duration such as 50s, 5m or 500ms: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
+}
+
 /// The controller manager: every controller, until `shutdown` completes.
-pub async fn run_all(client: Client, workers: usize, shutdown: impl Future<Output = ()>) {
+pub async fn run_all(client: Client, options: ControllerOptions, shutdown: impl Future<Output = ()>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|s| *s).await;
     };
-    let all = futures::future::join4(
-        run(client.clone(), workers, wait(stopped.clone())),
+    let all = futures::future::join5(
+        run(client.clone(), options.workers, wait(stopped.clone())),
         deployment::run(client.clone(), wait(stopped.clone())),
         garbage_collector::run(client.clone(), wait(stopped.clone())),
-        service_accounts::run(client, wait(stopped)),
+        service_accounts::run(client.clone(), wait(stopped.clone())),
+        node_lifecycle::run(client, options.node_monitor_grace_period, wait(stopped)),
     );
     tokio::pin!(all);
     tokio::select! {
@@ -79,5 +110,20 @@ pub async fn run_all(client: Client, workers: usize, shutdown: impl Future<Outpu
             all.await;
         }
         _ = &mut all => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_or_as_seconds() {
+        assert_eq!(parse_duration("50"), Ok(Duration::from_secs(50)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5s").is_err());
     }
 }

@@ -49,7 +49,24 @@ pub struct ServerArgs {
     #[arg(long)]
     disable_controllers: bool,
     #[command(flatten)]
+    controllers: ControllerArgs,
+    #[command(flatten)]
     agent: crate::agent::AgentOptions,
+}
+
+/// Settings of the controllers, for `tugboat server` and `tugboat controller-manager`.
+#[derive(clap::Args)]
+pub struct ControllerArgs {
+    /// How long a node may go without renewing its Lease or posting status before it is marked
+    /// Unknown and tainted unreachable: `50s`, `5m`, `500ms`, or seconds.
+    #[arg(long, default_value = "50s", value_parser = tugboat_controllers::parse_duration)]
+    node_monitor_grace_period: Duration,
+}
+
+impl ControllerArgs {
+    pub fn options(&self) -> tugboat_controllers::ControllerOptions {
+        tugboat_controllers::ControllerOptions { workers: CONTROLLER_WORKERS, node_monitor_grace_period: self.node_monitor_grace_period }
+    }
 }
 
 /// Workers per controller: enough to overlap API round trips on two cores.
@@ -136,8 +153,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.disable_controllers {
         let client = component_client("controller-manager", "system:kube-controller-manager")?;
         let identity = identity.clone();
+        let options = args.controllers.options();
         tokio::spawn(async move {
-            let component = |stop: tokio::sync::oneshot::Receiver<()>| tugboat_controllers::run_all(client.clone(), CONTROLLER_WORKERS, async move { let _ = stop.await; });
+            let component = |stop: tokio::sync::oneshot::Receiver<()>| tugboat_controllers::run_all(client.clone(), options.clone(), async move { let _ = stop.await; });
             tugboat_client::leader::run_while_leader(client.clone(), "kube-system", "kube-controller-manager", &identity, component).await
         });
     }
