@@ -5,8 +5,9 @@
 //! decision, not from the moment the API server confirms the binding — so a burst never
 //! overcommits a node.
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use tugboat_api::quantity;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,9 +55,9 @@ impl Resources {
 /// What a pod requests, as Kubernetes counts it: the sum over containers, or the largest init
 /// container if that is more (init containers run one at a time), plus overhead; one pod slot.
 pub fn pod_requests(pod: &Pod) -> Resources {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let Some(spec) = pod.spec.as_ref() else { return Resources { pods: 1, ..Default::default() } };
     let requests = |c: &k8s_openapi::api::core::v1::Container| {
-        let resources = c.resources.clone().unwrap_or_default();
+        let Some(resources) = c.resources.as_ref() else { return Resources::default() };
         // A limit without a request counts as the request (the API server defaults it so).
         let mut merged = resources.limits.clone().unwrap_or_default();
         merged.extend(resources.requests.clone().unwrap_or_default());
@@ -75,16 +76,75 @@ pub fn pod_requests(pod: &Pod) -> Resources {
 }
 
 pub fn host_ports(pod: &Pod) -> Vec<(String, i32)> {
-    let spec = pod.spec.clone().unwrap_or_default();
-    spec.containers
+    pod.spec
         .iter()
-        .flat_map(|c| c.ports.clone().unwrap_or_default())
-        .filter_map(|p| p.host_port.filter(|h| *h > 0).map(|h| (p.protocol.unwrap_or_else(|| "TCP".into()), h)))
+        .flat_map(|spec| &spec.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| p.host_port.filter(|h| *h > 0).map(|h| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), h)))
         .collect()
+}
+
+/// The pod's priority as the scheduler orders and preempts by it (`spec.priority`, default 0;
+/// the API server's Priority admission resolves `priorityClassName` into it).
+pub fn priority(pod: &Pod) -> i32 {
+    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
 pub fn controller_uid(pod: &Pod) -> Option<String> {
     pod.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.uid.clone())
+}
+
+/// What the scheduler remembers of one bound (or assumed) pod: what it takes from its node, and
+/// what inter-pod affinity, topology spread and preemption read.
+#[derive(Debug)]
+pub struct PodInfo {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub labels: BTreeMap<String, String>,
+    pub priority: i32,
+    pub resources: Resources,
+    pub host_ports: Vec<(String, i32)>,
+    pub owner: Option<String>,
+    /// The pod's required anti-affinity terms: they keep matching pods away from it (symmetry).
+    pub required_anti_affinity: Vec<PodAffinityTerm>,
+    /// Deletion has begun (the agent removes the object when the containers are gone).
+    pub terminating: bool,
+}
+
+impl PodInfo {
+    pub fn new(uid: &str, pod: &Pod, node: &str) -> Self {
+        let required_anti_affinity = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
+            .unwrap_or_default();
+        PodInfo {
+            uid: uid.to_owned(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            node: node.to_owned(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            priority: priority(pod),
+            resources: pod_requests(pod),
+            host_ports: host_ports(pod),
+            owner: controller_uid(pod),
+            required_anti_affinity,
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+        }
+    }
+}
+
+/// A pod nominated to this node by preemption: its room is kept for it against pods of lower
+/// priority while its victims terminate.
+#[derive(Debug, Clone)]
+pub struct Nomination {
+    pub uid: String,
+    pub priority: i32,
+    pub resources: Resources,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +160,9 @@ pub struct NodeInfo {
     pub host_ports: HashSet<(String, i32)>,
     /// Pods per controller (owner UID), for spreading replicas.
     pub owner_counts: HashMap<String, usize>,
+    /// The pods counted against the node, by UID (preemption picks victims among them).
+    pub pods: HashMap<String, Arc<PodInfo>>,
+    pub nominated: Vec<Nomination>,
 }
 
 impl NodeInfo {
@@ -115,6 +178,8 @@ impl NodeInfo {
             pod_count: 0,
             host_ports: HashSet::new(),
             owner_counts: HashMap::new(),
+            pods: HashMap::new(),
+            nominated: Vec::new(),
         }
     }
 
@@ -127,21 +192,93 @@ impl NodeInfo {
         self.allocatable = Resources::from_map(status.allocatable.as_ref());
         self.ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     }
+
+    pub fn add_pod(&mut self, pod: &Arc<PodInfo>) {
+        self.requested.add(&pod.resources, 1);
+        self.pod_count += 1;
+        self.host_ports.extend(pod.host_ports.iter().cloned());
+        if let Some(owner) = &pod.owner {
+            *self.owner_counts.entry(owner.clone()).or_default() += 1;
+        }
+        self.pods.insert(pod.uid.clone(), pod.clone());
+    }
+
+    pub fn remove_pod(&mut self, pod: &PodInfo) {
+        if self.pods.remove(&pod.uid).is_none() {
+            return;
+        }
+        self.requested.add(&pod.resources, -1);
+        self.pod_count -= 1;
+        for port in &pod.host_ports {
+            self.host_ports.remove(port);
+        }
+        if let Some(owner) = &pod.owner {
+            if let Some(count) = self.owner_counts.get_mut(owner) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// What nominated pods of at least `priority` (other than `uid`) keep for themselves.
+    pub fn reserved_for(&self, uid: &str, priority: i32) -> Resources {
+        let mut reserved = Resources::default();
+        for nomination in self.nominated.iter().filter(|n| n.priority >= priority && n.uid != uid) {
+            reserved.add(&nomination.resources, 1);
+        }
+        reserved
+    }
 }
 
-/// What one bound (or assumed) pod takes from its node.
-#[derive(Debug, Clone)]
-struct Placement {
-    node: String,
-    resources: Resources,
-    host_ports: Vec<(String, i32)>,
-    owner: Option<String>,
+/// Which pods carry a label, by key and value: affinity and spread precomputation looks up the
+/// pods a selector can match instead of scanning every pod.
+#[derive(Default)]
+pub struct LabelIndex {
+    by_label: HashMap<String, HashMap<String, HashSet<String>>>,
+}
+
+impl LabelIndex {
+    fn insert(&mut self, pod: &PodInfo) {
+        for (key, value) in &pod.labels {
+            self.by_label.entry(key.clone()).or_default().entry(value.clone()).or_default().insert(pod.uid.clone());
+        }
+    }
+
+    fn remove(&mut self, pod: &PodInfo) {
+        for (key, value) in &pod.labels {
+            if let Some(values) = self.by_label.get_mut(key) {
+                if let Some(uids) = values.get_mut(value) {
+                    uids.remove(&pod.uid);
+                    if uids.is_empty() {
+                        values.remove(value);
+                    }
+                }
+                if values.is_empty() {
+                    self.by_label.remove(key);
+                }
+            }
+        }
+    }
+
+    /// The UIDs of pods labelled `key=value`.
+    pub fn with_label(&self, key: &str, value: &str) -> Option<&HashSet<String>> {
+        self.by_label.get(key).and_then(|values| values.get(value))
+    }
 }
 
 #[derive(Default)]
 pub struct Cache {
     pub nodes: BTreeMap<String, NodeInfo>,
-    placements: HashMap<String, Placement>,
+    /// Every counted pod by UID.
+    pub pods: HashMap<String, Arc<PodInfo>>,
+    pub labels: LabelIndex,
+    /// Pods with required anti-affinity terms: every scheduling attempt checks them (symmetry).
+    pub anti_affinity_pods: HashSet<String>,
+    /// Nominated node per preemptor UID.
+    nominations: HashMap<String, String>,
+    /// Where the next pod's search starts (round robin over nodes, as kube-scheduler does).
+    pub next_start: String,
+    /// The round-robin offset among equally good nodes.
+    pub rotation: usize,
 }
 
 impl Cache {
@@ -158,39 +295,48 @@ impl Cache {
         self.nodes.remove(name);
     }
 
-    fn apply(&mut self, placement: &Placement, sign: i64) {
-        let info = self.nodes.entry(placement.node.clone()).or_insert_with(|| NodeInfo::new(&placement.node));
-        info.requested.add(&placement.resources, sign);
-        info.pod_count += sign;
-        for port in &placement.host_ports {
-            if sign > 0 {
-                info.host_ports.insert(port.clone());
-            } else {
-                info.host_ports.remove(port);
-            }
-        }
-        if let Some(owner) = &placement.owner {
-            let count = info.owner_counts.entry(owner.clone()).or_default();
-            *count = if sign > 0 { *count + 1 } else { count.saturating_sub(1) };
-        }
-    }
-
     /// Counts `pod` (by UID) against `node`, replacing whatever it was counted as before.
     pub fn place(&mut self, uid: &str, pod: &Pod, node: &str) {
         self.forget(uid);
-        let placement = Placement { node: node.to_owned(), resources: pod_requests(pod), host_ports: host_ports(pod), owner: controller_uid(pod) };
-        self.apply(&placement, 1);
-        self.placements.insert(uid.to_owned(), placement);
+        let info = Arc::new(PodInfo::new(uid, pod, node));
+        self.nodes.entry(node.to_owned()).or_insert_with(|| NodeInfo::new(node)).add_pod(&info);
+        self.labels.insert(&info);
+        if !info.required_anti_affinity.is_empty() {
+            self.anti_affinity_pods.insert(uid.to_owned());
+        }
+        self.pods.insert(uid.to_owned(), info);
     }
 
-    /// Stops counting a pod (deleted, finished, or a binding that failed).
+    /// Stops counting a pod (deleted, finished, or a binding that failed), and drops its nomination.
     pub fn forget(&mut self, uid: &str) {
-        if let Some(old) = self.placements.remove(uid) {
-            self.apply(&old, -1);
+        self.clear_nomination(uid);
+        if let Some(old) = self.pods.remove(uid) {
+            if let Some(node) = self.nodes.get_mut(&old.node) {
+                node.remove_pod(&old);
+            }
+            self.labels.remove(&old);
+            self.anti_affinity_pods.remove(uid);
         }
     }
 
     pub fn is_placed(&self, uid: &str) -> bool {
-        self.placements.contains_key(uid)
+        self.pods.contains_key(uid)
+    }
+
+    /// Keeps room on `node` for a preemptor while its victims terminate.
+    pub fn nominate(&mut self, uid: &str, pod: &Pod, node: &str) {
+        self.clear_nomination(uid);
+        if let Some(info) = self.nodes.get_mut(node) {
+            info.nominated.push(Nomination { uid: uid.to_owned(), priority: priority(pod), resources: pod_requests(pod) });
+            self.nominations.insert(uid.to_owned(), node.to_owned());
+        }
+    }
+
+    pub fn clear_nomination(&mut self, uid: &str) {
+        if let Some(node) = self.nominations.remove(uid) {
+            if let Some(info) = self.nodes.get_mut(&node) {
+                info.nominated.retain(|n| n.uid != uid);
+            }
+        }
     }
 }

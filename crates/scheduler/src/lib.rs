@@ -1,8 +1,12 @@
 //! The scheduler: watches pods without a node (and `schedulerName` default-scheduler or empty),
-//! filters the nodes they fit on, scores those, and binds each pod to the best through the
-//! `pods/binding` subresource. A pod that fits nowhere gets PodScheduled=False with the message
-//! users know and a FailedScheduling event, and is retried with back-off and whenever the cluster
-//! changes (a node added or changed, a pod gone).
+//! takes them highest `spec.priority` first (`queue`), filters the nodes they fit on, scores those,
+//! and binds each pod to the best through the `pods/binding` subresource (`schedule` decides over
+//! the `cache`, with the rules in `plugins` and `topology`). A pod that fits nowhere gets
+//! PodScheduled=False with the message users know and a FailedScheduling event, may preempt
+//! lower-priority pods (`preemption`: the victims are deleted with their own grace period, the
+//! pod's status gets `nominatedNodeName`, and the room stays reserved for it until the victims'
+//! objects are gone), and is retried with back-off and whenever the cluster changes (a node added
+//! or changed, a pod gone).
 //!
 //! Invariant: the scheduler writes only through pods/binding, pod status (PodScheduled) and
 //! events; it reads through list/watch.
@@ -11,13 +15,22 @@
 
 mod cache;
 mod plugins;
+mod preemption;
+mod queue;
+mod schedule;
+#[cfg(test)]
+mod test_support;
+mod topology;
 
 use bytes::Bytes;
 use cache::Cache;
 use http::Method;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use preemption::Preemption;
+use queue::ActiveQueue;
+use schedule::Decision;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -38,18 +51,16 @@ struct State {
     cache: Cache,
     /// Pods waiting for a node, by UID (the latest version seen).
     pending: HashMap<String, Pod>,
-    active: VecDeque<String>,
-    queued: HashSet<String>,
+    active: ActiveQueue,
     unschedulable: HashMap<String, Waiting>,
     binding: HashSet<String>,
-    /// The scheduling round-robin offset among equally good nodes.
-    rotation: usize,
 }
 
 impl State {
     fn enqueue(&mut self, uid: &str) {
-        if !self.binding.contains(uid) && !self.unschedulable.contains_key(uid) && self.queued.insert(uid.to_owned()) {
-            self.active.push_back(uid.to_owned());
+        if !self.binding.contains(uid) && !self.unschedulable.contains_key(uid) {
+            let priority = self.pending.get(uid).map(cache::priority).unwrap_or(0);
+            self.active.push(uid, priority);
         }
     }
 
@@ -76,6 +87,14 @@ fn responsible(pod: &Pod) -> bool {
     let unbound = spec.and_then(|s| s.node_name.as_deref()).unwrap_or_default().is_empty();
     let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
     (name.is_empty() || name == DEFAULT_SCHEDULER) && unbound && pod.metadata.deletion_timestamp.is_none() && !finished
+}
+
+/// The pod an event is about.
+#[derive(Clone, Copy)]
+struct PodRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    uid: &'a str,
 }
 
 fn key(pod: &Pod) -> (String, String) {
@@ -133,19 +152,26 @@ impl Scheduler {
         }
     }
 
-    /// The next pod to schedule: the active queue first, then unschedulable ones whose wait ended.
+    /// The next pod to schedule, by priority: unschedulable pods whose wait ended join the
+    /// active queue first.
     fn next(&self) -> Result<String, Option<Instant>> {
         let mut state = self.lock();
-        while let Some(uid) = state.active.pop_front() {
-            state.queued.remove(&uid);
+        let now = Instant::now();
+        let state = &mut *state;
+        let due: Vec<(String, i32)> = state
+            .unschedulable
+            .iter()
+            .filter(|(uid, w)| w.retry_at <= now && !state.active.contains(uid))
+            .map(|(uid, _)| (uid.clone(), state.pending.get(uid).map(cache::priority).unwrap_or(0)))
+            .collect();
+        for (uid, priority) in due {
+            state.active.push(&uid, priority);
+        }
+        while let Some(uid) = state.active.pop() {
             if state.pending.contains_key(&uid) {
                 return Ok(uid);
             }
-        }
-        let now = Instant::now();
-        let due = state.unschedulable.iter().filter(|(_, w)| w.retry_at <= now).map(|(uid, _)| uid.clone()).next();
-        if let Some(uid) = due {
-            return Ok(uid);
+            state.unschedulable.remove(&uid);
         }
         Err(state.unschedulable.values().map(|w| w.retry_at).min())
     }
@@ -157,37 +183,29 @@ impl Scheduler {
             state.unschedulable.remove(&uid);
             return;
         };
-        let request = plugins::PodRequest { pod: &pod, resources: cache::pod_requests(&pod), host_ports: cache::host_ports(&pod), owner_uid: cache::controller_uid(&pod) };
-        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        let mut best: Vec<(i64, String)> = Vec::new();
-        for (name, node) in &state.cache.nodes {
-            let failures = plugins::filter(&request, node);
-            if failures.is_empty() {
-                best.push((plugins::score(&request, node), name.clone()));
-            }
-            for reason in failures {
-                *reasons.entry(reason).or_default() += 1;
-            }
-        }
-        let total = state.cache.nodes.len();
-        let top = best.iter().map(|(s, _)| *s).max();
-        let chosen = top.map(|top| {
-            let ties: Vec<&String> = best.iter().filter(|(s, _)| *s == top).map(|(_, n)| n).collect();
-            state.rotation = state.rotation.wrapping_add(1);
-            ties[state.rotation % ties.len()].clone()
-        });
-        let Some(node) = chosen else {
-            let message = plugins::unschedulable_message(total, &reasons);
-            let previous = state.unschedulable.get(&uid).map(|w| (w.backoff, w.message.clone()));
-            let backoff = previous.as_ref().map(|(b, _)| (*b * 2).min(MAX_BACKOFF)).unwrap_or(INITIAL_BACKOFF);
-            let repeated = previous.as_ref().is_some_and(|(_, m)| *m == message);
-            state.unschedulable.insert(uid.clone(), Waiting { retry_at: Instant::now() + backoff, backoff, message: message.clone() });
-            drop(state);
-            if !repeated {
+        let node = match schedule::decide(&mut state.cache, &uid, &pod) {
+            Decision::Fits(node) => node,
+            Decision::Unschedulable { message, preemption } => {
+                let previous = state.unschedulable.get(&uid).map(|w| (w.backoff, w.message.clone()));
+                let backoff = previous.as_ref().map(|(b, _)| (*b * 2).min(MAX_BACKOFF)).unwrap_or(INITIAL_BACKOFF);
+                let repeated = previous.as_ref().is_some_and(|(_, m)| *m == message);
+                state.unschedulable.insert(uid.clone(), Waiting { retry_at: Instant::now() + backoff, backoff, message: message.clone() });
+                if let Some(preemption) = &preemption {
+                    // The victims' room is kept for the preemptor; it is retried when they are gone.
+                    state.cache.nominate(&uid, &pod, &preemption.node);
+                }
+                drop(state);
                 let this = self.clone();
-                tokio::spawn(async move { this.report_unschedulable(&pod, &message).await });
+                tokio::spawn(async move {
+                    if let Some(preemption) = preemption {
+                        this.preempt(&pod, preemption).await;
+                    }
+                    if !repeated {
+                        this.report_unschedulable(&pod, &message).await;
+                    }
+                });
+                return;
             }
-            return;
         };
         // Assume: the pod counts against the node now; the binding confirms or undoes it.
         state.cache.place(&uid, &pod, &node);
@@ -224,6 +242,29 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Deletes the victims (each with its own grace period: its agent stops it and then removes
+    /// the object), records a Preempted event on each, and nominates the node for the preemptor.
+    async fn preempt(&self, pod: &Pod, preemption: Preemption) {
+        let (namespace, name) = key(pod);
+        let node = preemption.node;
+        tracing::info!(pod = ?(&namespace, &name), %node, victims = preemption.victims.len(), "preempting");
+        for victim in &preemption.victims {
+            let path = format!("/api/v1/namespaces/{}/pods/{}", victim.namespace, victim.name);
+            match self.client.request(Method::DELETE, &path, None).await {
+                Ok(_) => {
+                    let victim_ref = PodRef { namespace: &victim.namespace, name: &victim.name, uid: &victim.uid };
+                    self.event_on(&victim_ref, "Normal", "Preempted", &format!("Preempted by {namespace}/{name} on node {node}")).await;
+                }
+                Err(error) => tracing::warn!(victim = ?(&victim.namespace, &victim.name), %error, "cannot delete a preemption victim"),
+            }
+        }
+        let patch = json!({"status": {"nominatedNodeName": node}});
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
+        if let Err(error) = self.client.request(Method::PATCH, &path, Some(("application/merge-patch+json", Bytes::from(patch.to_string())))).await {
+            tracing::debug!(%error, "cannot record the nominated node");
+        }
+    }
+
     async fn report_unschedulable(&self, pod: &Pod, message: &str) {
         let (namespace, name) = key(pod);
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -237,11 +278,17 @@ impl Scheduler {
 
     async fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
         let (namespace, name) = key(pod);
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        self.event_on(&PodRef { namespace: &namespace, name: &name, uid }, kind, reason, message).await;
+    }
+
+    async fn event_on(&self, pod: &PodRef<'_>, kind: &str, reason: &str, message: &str) {
+        let PodRef { namespace, name, uid } = *pod;
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let event = json!({
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond()), "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace, "uid": pod.metadata.uid},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace, "uid": uid},
             "reason": reason, "message": message, "type": kind, "count": 1, "firstTimestamp": now, "lastTimestamp": now,
             "source": {"component": DEFAULT_SCHEDULER}, "reportingComponent": DEFAULT_SCHEDULER,
         });

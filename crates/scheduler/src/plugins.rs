@@ -1,23 +1,112 @@
 //! Filters (does the pod fit this node?) and scores (how good is the fit?), as kube-scheduler's
 //! default plugins judge them. Pure functions over the cache's view, so each rule has a unit test.
 
-use crate::cache::{NodeInfo, Resources};
+use crate::cache::{self, NodeInfo, Resources};
+use crate::topology::{PodTopology, TopologyFailure};
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration};
 use std::collections::BTreeMap;
 
 /// What a pod asks of a node, computed once per scheduling attempt.
 pub struct PodRequest<'a> {
+    pub uid: &'a str,
     pub pod: &'a Pod,
+    pub priority: i32,
     pub resources: Resources,
     pub host_ports: Vec<(String, i32)>,
     pub owner_uid: Option<String>,
 }
 
-impl PodRequest<'_> {
+impl<'a> PodRequest<'a> {
+    pub fn new(uid: &'a str, pod: &'a Pod) -> Self {
+        PodRequest { uid, pod, priority: cache::priority(pod), resources: cache::pod_requests(pod), host_ports: cache::host_ports(pod), owner_uid: cache::controller_uid(pod) }
+    }
+
     /// The pod's spec, borrowed: filters and scores run once per node, so they must not copy it.
-    fn spec(&self) -> &PodSpec {
+    pub fn spec(&self) -> &'a PodSpec {
         static EMPTY: std::sync::OnceLock<PodSpec> = std::sync::OnceLock::new();
         self.pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(PodSpec::default))
+    }
+}
+
+/// Why a node does not fit, rendered (only for the FailedScheduling message) in
+/// kube-scheduler's words.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reason<'a> {
+    NodeName,
+    Unschedulable,
+    NotReady,
+    UntoleratedTaint(&'a Taint),
+    NodeAffinity,
+    HostPorts,
+    TooManyPods,
+    InsufficientCpu,
+    InsufficientMemory,
+    InsufficientEphemeralStorage,
+    Topology(TopologyFailure),
+}
+
+impl Reason<'_> {
+    /// Whether removing pods from the node could cure it (Kubernetes: Unschedulable as opposed
+    /// to UnschedulableAndUnresolvable); preemption only looks at such nodes.
+    pub fn resolvable_by_preemption(&self) -> bool {
+        matches!(
+            self,
+            Reason::HostPorts
+                | Reason::TooManyPods
+                | Reason::InsufficientCpu
+                | Reason::InsufficientMemory
+                | Reason::InsufficientEphemeralStorage
+                | Reason::Topology(TopologyFailure::PodAntiAffinity | TopologyFailure::ExistingAntiAffinity | TopologyFailure::Spread)
+        )
+    }
+}
+
+impl std::fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::NodeName => f.write_str("node(s) didn't match the requested node name"),
+            Reason::Unschedulable => f.write_str("node(s) were unschedulable"),
+            Reason::NotReady => f.write_str("node(s) were not ready"),
+            Reason::UntoleratedTaint(taint) => write!(f, "node(s) had untolerated taint {{{}: {}}}", taint.key, taint.value.as_deref().unwrap_or_default()),
+            Reason::NodeAffinity => f.write_str("node(s) didn't match Pod's node affinity/selector"),
+            Reason::HostPorts => f.write_str("node(s) didn't have free ports for the requested pod ports"),
+            Reason::TooManyPods => f.write_str("Too many pods"),
+            Reason::InsufficientCpu => f.write_str("Insufficient cpu"),
+            Reason::InsufficientMemory => f.write_str("Insufficient memory"),
+            Reason::InsufficientEphemeralStorage => f.write_str("Insufficient ephemeral-storage"),
+            Reason::Topology(TopologyFailure::PodAffinity) => f.write_str("node(s) didn't match pod affinity rules"),
+            Reason::Topology(TopologyFailure::PodAntiAffinity) => f.write_str("node(s) didn't match pod anti-affinity rules"),
+            Reason::Topology(TopologyFailure::ExistingAntiAffinity) => f.write_str("node(s) didn't satisfy existing pods anti-affinity rules"),
+            Reason::Topology(TopologyFailure::SpreadMissingLabel) => f.write_str("node(s) didn't match pod topology spread constraints (missing required label)"),
+            Reason::Topology(TopologyFailure::Spread) => f.write_str("node(s) didn't match pod topology spread constraints"),
+        }
+    }
+}
+
+/// The reasons a node does not fit (at most the four resource shortages at once), without a heap.
+#[derive(Debug, Clone, Copy)]
+pub struct Unfit<'a> {
+    reasons: [Reason<'a>; 4],
+    len: usize,
+}
+
+impl<'a> Unfit<'a> {
+    fn one(reason: Reason<'a>) -> Self {
+        Unfit { reasons: [reason; 4], len: 1 }
+    }
+
+    pub fn reasons(&self) -> &[Reason<'a>] {
+        &self.reasons[..self.len]
+    }
+
+    pub fn resolvable_by_preemption(&self) -> bool {
+        self.reasons().iter().all(Reason::resolvable_by_preemption)
+    }
+}
+
+impl<'a> From<Reason<'a>> for Unfit<'a> {
+    fn from(reason: Reason<'a>) -> Self {
+        Unfit::one(reason)
     }
 }
 
@@ -57,63 +146,65 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, node
         && fields.iter().all(|r| requirement_matches(r, (r.key == "metadata.name").then_some(node_name)))
 }
 
-/// Why the node does not fit the pod (kube-scheduler's wording), or an empty list when it fits.
-pub fn filter(request: &PodRequest, node: &NodeInfo) -> Vec<String> {
+/// The pod's node selector and required node affinity against the node's labels.
+pub fn node_affinity_matches(spec: &PodSpec, node: &NodeInfo) -> bool {
+    let selector_ok = spec.node_selector.iter().flatten().all(|(k, v)| node.labels.get(k) == Some(v));
+    selector_ok
+        && spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .is_none_or(|required| required.node_selector_terms.iter().any(|term| term_matches(term, &node.labels, &node.name)))
+}
+
+/// Whether the pod fits the node, or why not (kube-scheduler's filters, in its order).
+pub fn filter<'n>(request: &PodRequest, topology: Option<&PodTopology>, node: &'n NodeInfo) -> Result<(), Unfit<'n>> {
     let spec = request.spec();
-    let mut reasons = Vec::new();
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
-    if let Some(name) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
-        if name != node.name {
-            reasons.push("node(s) didn't match the requested node name".into());
-            return reasons;
-        }
+    if spec.node_name.as_deref().is_some_and(|name| !name.is_empty() && name != node.name) {
+        return Err(Reason::NodeName.into());
     }
     if node.unschedulable {
         let taint = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
         if !tolerates(tolerations, &taint) {
-            reasons.push("node(s) were unschedulable".into());
-            return reasons;
+            return Err(Reason::Unschedulable.into());
         }
     }
     if !node.ready {
-        reasons.push("node(s) were not ready".into());
-        return reasons;
+        return Err(Reason::NotReady.into());
     }
-    for taint in node.taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
-        if !tolerates(tolerations, taint) {
-            reasons.push(format!("node(s) had untolerated taint {{{}: {}}}", taint.key, taint.value.as_deref().unwrap_or_default()));
-            return reasons;
-        }
+    if let Some(taint) = node.taints.iter().find(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerates(tolerations, t)) {
+        return Err(Reason::UntoleratedTaint(taint).into());
     }
-    let selector_ok = spec.node_selector.iter().flatten().all(|(k, v)| node.labels.get(k) == Some(v));
-    let affinity_ok = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-        .is_none_or(|required| required.node_selector_terms.iter().any(|term| term_matches(term, &node.labels, &node.name)));
-    if !(selector_ok && affinity_ok) {
-        reasons.push("node(s) didn't match Pod's node affinity/selector".into());
-        return reasons;
+    if !node_affinity_matches(spec, node) {
+        return Err(Reason::NodeAffinity.into());
     }
     if request.host_ports.iter().any(|port| node.host_ports.contains(port)) {
-        reasons.push("node(s) didn't have free ports for the requested pod ports".into());
-        return reasons;
+        return Err(Reason::HostPorts.into());
     }
-    let free = node.allocatable.minus(&node.requested);
-    if node.pod_count + 1 > node.allocatable.pods {
-        reasons.push("Too many pods".into());
+    let reserved = node.reserved_for(request.uid, request.priority);
+    let free = node.allocatable.minus(&node.requested).minus(&reserved);
+    let mut unfit = Unfit { reasons: [Reason::TooManyPods; 4], len: 0 };
+    let shortages = [
+        (node.pod_count + reserved.pods + 1 > node.allocatable.pods, Reason::TooManyPods),
+        (request.resources.cpu_millis > free.cpu_millis, Reason::InsufficientCpu),
+        (request.resources.memory_bytes > free.memory_bytes, Reason::InsufficientMemory),
+        (request.resources.ephemeral_bytes > free.ephemeral_bytes, Reason::InsufficientEphemeralStorage),
+    ];
+    for (short, reason) in shortages {
+        if short {
+            unfit.reasons[unfit.len] = reason;
+            unfit.len += 1;
+        }
     }
-    if request.resources.cpu_millis > free.cpu_millis {
-        reasons.push("Insufficient cpu".into());
+    if unfit.len > 0 {
+        return Err(unfit);
     }
-    if request.resources.memory_bytes > free.memory_bytes {
-        reasons.push("Insufficient memory".into());
+    match topology.map(|t| t.filter(node)) {
+        Some(Err(failure)) => Err(Reason::Topology(failure).into()),
+        _ => Ok(()),
     }
-    if request.resources.ephemeral_bytes > free.ephemeral_bytes {
-        reasons.push("Insufficient ephemeral-storage".into());
-    }
-    reasons
 }
 
 /// "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {k: v}."
@@ -167,44 +258,53 @@ mod tests {
         (serde_json::from_value(pod).unwrap(), Resources { cpu_millis: cpu, memory_bytes: 1 << 20, ephemeral_bytes: 0, pods: 1 })
     }
 
+    fn pod_request(pod: &Pod, resources: Resources, host_ports: Vec<(String, i32)>, owner_uid: Option<String>) -> PodRequest<'_> {
+        PodRequest { uid: "incoming", pod, priority: 0, resources, host_ports, owner_uid }
+    }
+
+    /// The filter's verdict as the message fragments it would render (empty when the pod fits).
+    fn reasons(request: &PodRequest, node: &NodeInfo) -> Vec<String> {
+        filter(request, None, node).err().map(|unfit| unfit.reasons().iter().map(ToString::to_string).collect()).unwrap_or_default()
+    }
+
     #[test]
     fn resources_selectors_taints_and_ports_filter() {
         let (pod, resources) = request(json!({"spec": {"containers": []}}), 3000);
         let small = node("small", 2000);
-        let req = PodRequest { pod: &pod, resources, host_ports: vec![], owner_uid: None };
-        assert_eq!(filter(&req, &small), ["Insufficient cpu"]);
-        assert!(filter(&req, &node("big", 4000)).is_empty());
+        let req = pod_request(&pod, resources, vec![], None);
+        assert_eq!(reasons(&req, &small), ["Insufficient cpu"]);
+        assert!(reasons(&req, &node("big", 4000)).is_empty());
 
         let (pod, resources) = request(json!({"spec": {"nodeSelector": {"disk": "ssd"}, "containers": []}}), 100);
         let mut labelled = node("l", 4000);
-        let req = PodRequest { pod: &pod, resources, host_ports: vec![], owner_uid: None };
-        assert_eq!(filter(&req, &labelled), ["node(s) didn't match Pod's node affinity/selector"]);
+        let req = pod_request(&pod, resources, vec![], None);
+        assert_eq!(reasons(&req, &labelled), ["node(s) didn't match Pod's node affinity/selector"]);
         labelled.labels.insert("disk".into(), "ssd".into());
-        assert!(filter(&req, &labelled).is_empty());
+        assert!(reasons(&req, &labelled).is_empty());
 
         let mut tainted = node("t", 4000);
         tainted.taints.push(Taint { key: "dedicated".into(), value: Some("gpu".into()), effect: "NoSchedule".into(), ..Default::default() });
         let (pod, resources) = request(json!({"spec": {"containers": []}}), 100);
-        let req = PodRequest { pod: &pod, resources, host_ports: vec![], owner_uid: None };
-        assert_eq!(filter(&req, &tainted), ["node(s) had untolerated taint {dedicated: gpu}"]);
+        let req = pod_request(&pod, resources, vec![], None);
+        assert_eq!(reasons(&req, &tainted), ["node(s) had untolerated taint {dedicated: gpu}"]);
         let (pod, resources) = request(json!({"spec": {"containers": [], "tolerations": [{"key": "dedicated", "operator": "Exists"}]}}), 100);
-        let req = PodRequest { pod: &pod, resources, host_ports: vec![("TCP".into(), 80)], owner_uid: None };
-        assert!(filter(&req, &tainted).is_empty());
+        let req = pod_request(&pod, resources, vec![("TCP".into(), 80)], None);
+        assert!(reasons(&req, &tainted).is_empty());
         tainted.host_ports.insert(("TCP".into(), 80));
-        assert_eq!(filter(&req, &tainted), ["node(s) didn't have free ports for the requested pod ports"]);
+        assert_eq!(reasons(&req, &tainted), ["node(s) didn't have free ports for the requested pod ports"]);
     }
 
     #[test]
     fn required_node_affinity_expressions() {
         let (pod, resources) = request(json!({"spec": {"containers": [], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}, {"key": "cores", "operator": "Gt", "values": ["4"]}]}]}}}}}), 100);
-        let req = PodRequest { pod: &pod, resources, host_ports: vec![], owner_uid: None };
+        let req = pod_request(&pod, resources, vec![], None);
         let mut n = node("n", 4000);
         n.labels.insert("zone".into(), "b".into());
         n.labels.insert("cores".into(), "8".into());
-        assert!(filter(&req, &n).is_empty());
+        assert!(reasons(&req, &n).is_empty());
         n.labels.insert("cores".into(), "2".into());
-        assert!(!filter(&req, &n).is_empty());
+        assert!(!reasons(&req, &n).is_empty());
     }
 
     #[test]
@@ -216,7 +316,7 @@ mod tests {
     #[test]
     fn scores_prefer_emptier_nodes_and_spread_replicas() {
         let (pod, resources) = request(json!({"spec": {"containers": []}}), 500);
-        let req = PodRequest { pod: &pod, resources, host_ports: vec![], owner_uid: Some("rs".into()) };
+        let req = pod_request(&pod, resources, vec![], Some("rs".into()));
         let empty = node("empty", 4000);
         let mut busy = node("busy", 4000);
         busy.requested.cpu_millis = 3000;

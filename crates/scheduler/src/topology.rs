@@ -1,0 +1,499 @@
+//! Inter-pod affinity and pod topology spread, as kube-scheduler's InterPodAffinity and
+//! PodTopologySpread plugins judge them. The counts both need (pods matching a term, per topology
+//! domain) are computed once per scheduling attempt from the cache's label index, so filtering a
+//! node is a few map look-ups; preemption adjusts the counts as it removes victims.
+//!
+//! Invariant: a pod without affinity or spread terms, in a cluster where no pod has required
+//! anti-affinity, costs nothing here (`PodTopology::build` answers `None`).
+
+use crate::cache::{Cache, NodeInfo, PodInfo};
+use crate::plugins::node_affinity_matches;
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// A label selector as Kubernetes evaluates it against labels (an empty selector matches all).
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    selector.match_labels.iter().flatten().all(|(key, value)| labels.get(key) == Some(value))
+        && selector.match_expressions.iter().flatten().all(|requirement| {
+            let value = labels.get(&requirement.key);
+            let values = requirement.values.as_deref().unwrap_or_default();
+            match requirement.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// Which pods a term is about: its label selector within its namespaces.
+#[derive(Clone)]
+struct PodMatcher<'a> {
+    /// None matches no pod (Kubernetes: a nil selector selects nothing).
+    selector: Option<&'a LabelSelector>,
+    /// None: every namespace.
+    namespaces: Option<Vec<&'a str>>,
+}
+
+impl<'a> PodMatcher<'a> {
+    /// `namespaces` and an empty `namespaceSelector` (all namespaces) are honoured; with neither,
+    /// the term is about the owning pod's namespace. A non-empty `namespaceSelector` would need
+    /// the namespaces' labels, which the scheduler does not watch: it adds no namespace.
+    fn of_term(term: &'a PodAffinityTerm, own_namespace: &'a str) -> Self {
+        let listed: Vec<&str> = term.namespaces.iter().flatten().map(String::as_str).collect();
+        let namespaces = match &term.namespace_selector {
+            Some(selector) if selector.match_labels.as_ref().is_none_or(|m| m.is_empty()) && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty()) => None,
+            Some(_) => Some(listed),
+            None if listed.is_empty() => Some(vec![own_namespace]),
+            None => Some(listed),
+        };
+        PodMatcher { selector: term.label_selector.as_ref(), namespaces }
+    }
+
+    fn matches(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.namespaces.as_ref().is_none_or(|n| n.contains(&namespace)) && self.selector.is_some_and(|s| selector_matches(s, labels))
+    }
+}
+
+/// Counts per topology domain, keyed by topology key then value (look-ups borrow, never allocate).
+#[derive(Clone, Default, Debug)]
+struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+
+impl TopologyCounts {
+    fn add(&mut self, key: &str, value: &str, delta: i64) {
+        *self.0.entry(key.to_owned()).or_default().entry(value.to_owned()).or_default() += delta;
+    }
+
+    fn get(&self, key: &str, value: &str) -> i64 {
+        self.0.get(key).and_then(|values| values.get(value)).copied().unwrap_or(0)
+    }
+
+    fn any_positive(&self) -> bool {
+        self.0.values().flat_map(|values| values.values()).any(|count| *count > 0)
+    }
+
+    /// The sum over topology keys of the node's domain's count.
+    fn sum_for(&self, node: &NodeInfo) -> i64 {
+        self.0.iter().filter_map(|(key, values)| node.labels.get(key).and_then(|value| values.get(value))).sum()
+    }
+
+    /// Whether the node lies in a domain with a positive count, for any key.
+    fn node_in_positive_domain(&self, node: &NodeInfo) -> bool {
+        self.0.iter().any(|(key, values)| node.labels.get(key).and_then(|value| values.get(value)).is_some_and(|c| *c > 0))
+    }
+}
+
+#[derive(Clone)]
+struct Term<'a> {
+    matcher: PodMatcher<'a>,
+    key: &'a str,
+}
+
+#[derive(Clone)]
+struct Spread<'a> {
+    key: &'a str,
+    max_skew: i64,
+    hard: bool,
+    selector: Option<&'a LabelSelector>,
+    min_domains: Option<usize>,
+    /// 1 when the incoming pod matches its own selector (it will count once placed).
+    self_match: i64,
+    /// Matching pods per domain; every eligible node's domain is present, if only with 0.
+    counts: HashMap<String, i64>,
+    /// The smallest count over the domains (0 when fewer than minDomains domains exist).
+    min: i64,
+}
+
+impl Spread<'_> {
+    fn refresh_min(&mut self) {
+        let too_few = self.min_domains.is_some_and(|m| self.counts.len() < m);
+        self.min = if too_few { 0 } else { self.counts.values().copied().min().unwrap_or(0) };
+    }
+}
+
+/// Why inter-pod affinity or topology spread rejects a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopologyFailure {
+    PodAffinity,
+    PodAntiAffinity,
+    ExistingAntiAffinity,
+    SpreadMissingLabel,
+    Spread,
+}
+
+/// One scheduling attempt's view of inter-pod affinity and topology spread for the incoming pod.
+#[derive(Clone)]
+pub struct PodTopology<'a> {
+    spec: &'a PodSpec,
+    namespace: &'a str,
+    required_affinity: Vec<Term<'a>>,
+    required_anti_affinity: Vec<Term<'a>>,
+    /// Preferred terms with their weight (negative for anti-affinity).
+    preferred: Vec<(i64, Term<'a>)>,
+    spread: Vec<Spread<'a>>,
+    /// Pods matching all required affinity terms, per domain of each term's key.
+    affinity_counts: TopologyCounts,
+    /// Pods matching a required anti-affinity term, per domain of that term's key.
+    anti_affinity_counts: TopologyCounts,
+    /// Existing pods whose required anti-affinity matches the incoming pod, per domain.
+    existing_anti_affinity_counts: TopologyCounts,
+    preferred_weights: TopologyCounts,
+    /// The incoming pod matches all its own required affinity terms.
+    matches_own_affinity: bool,
+    /// Kubernetes' special case: the first pod of a group whose affinity selects itself may go
+    /// anywhere its topology keys exist, as long as no pod matches its terms anywhere.
+    may_start_group: bool,
+}
+
+impl<'a> PodTopology<'a> {
+    /// The attempt's counts, or None when nothing here can affect the pod.
+    pub fn build(cache: &Cache, pod: &'a Pod) -> Option<Self> {
+        let spec = pod.spec.as_ref()?;
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let labels = pod.metadata.labels.as_ref();
+        let affinity = spec.affinity.as_ref();
+        let term = |t: &'a PodAffinityTerm| Term { matcher: PodMatcher::of_term(t, namespace), key: t.topology_key.as_str() };
+        let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let pod_anti_affinity = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        let required_affinity: Vec<Term> = pod_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()).into_iter().flatten().map(term).collect();
+        let required_anti_affinity: Vec<Term> = pod_anti_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()).into_iter().flatten().map(term).collect();
+        let preferred_affinity = pod_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()).into_iter().flatten().map(|w| (i64::from(w.weight), term(&w.pod_affinity_term)));
+        let preferred_anti = pod_anti_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()).into_iter().flatten().map(|w| (-i64::from(w.weight), term(&w.pod_affinity_term)));
+        let preferred: Vec<(i64, Term)> = preferred_affinity.chain(preferred_anti).collect();
+        let empty = BTreeMap::new();
+        let own_labels = labels.unwrap_or(&empty);
+        let spread: Vec<Spread> = spec.topology_spread_constraints.iter().flatten().map(|c| spread_of(c, own_labels)).collect();
+        if required_affinity.is_empty() && required_anti_affinity.is_empty() && preferred.is_empty() && spread.is_empty() && cache.anti_affinity_pods.is_empty() {
+            return None;
+        }
+        let matches_own_affinity = required_affinity.iter().all(|t| t.matcher.matches(namespace, own_labels));
+        let mut topology = PodTopology {
+            spec,
+            namespace,
+            required_affinity,
+            required_anti_affinity,
+            preferred,
+            spread,
+            affinity_counts: TopologyCounts::default(),
+            anti_affinity_counts: TopologyCounts::default(),
+            existing_anti_affinity_counts: TopologyCounts::default(),
+            preferred_weights: TopologyCounts::default(),
+            matches_own_affinity,
+            may_start_group: false,
+        };
+        topology.add_spread_domains(cache);
+        for pod in topology.candidates(cache) {
+            if let Some(node) = cache.nodes.get(&pod.node) {
+                topology.count_pod(pod, node, 1);
+            }
+        }
+        for uid in &cache.anti_affinity_pods {
+            if let Some(pod) = cache.pods.get(uid) {
+                if let Some(node) = cache.nodes.get(&pod.node) {
+                    topology.count_existing_anti_affinity(pod, node, pod.namespace.as_str(), own_labels, 1);
+                }
+            }
+        }
+        topology.refresh_derived();
+        Some(topology)
+    }
+
+    /// Every eligible node's domain starts at 0 matching pods: eligible nodes pass the pod's
+    /// node selector and required node affinity (nodeAffinityPolicy Honor) and carry every
+    /// constraint's topology key.
+    fn add_spread_domains(&mut self, cache: &Cache) {
+        if self.spread.is_empty() {
+            return;
+        }
+        for node in cache.nodes.values() {
+            if self.spread_eligible(node) {
+                for constraint in &mut self.spread {
+                    if let Some(value) = node.labels.get(constraint.key) {
+                        constraint.counts.entry(value.clone()).or_insert(0);
+                    }
+                }
+            }
+        }
+    }
+
+    fn spread_eligible(&self, node: &NodeInfo) -> bool {
+        self.spread.iter().all(|c| node.labels.contains_key(c.key)) && node_affinity_matches(self.spec, node)
+    }
+
+    /// The pods any of the pod's selectors can match: through the label index when every
+    /// selector names a label (`matchLabels`), else all pods.
+    fn candidates<'c>(&self, cache: &'c Cache) -> Vec<&'c Arc<PodInfo>> {
+        let selectors = self
+            .required_affinity
+            .iter()
+            .chain(&self.required_anti_affinity)
+            .chain(self.preferred.iter().map(|(_, t)| t))
+            .map(|t| t.matcher.selector)
+            .chain(self.spread.iter().map(|s| s.selector));
+        let mut uids: HashSet<&'c str> = HashSet::new();
+        for selector in selectors {
+            let Some(selector) = selector else { continue };
+            let narrowest = selector.match_labels.iter().flatten().map(|(key, value)| cache.labels.with_label(key, value)).min_by_key(|uids| uids.map_or(0, HashSet::len));
+            match narrowest {
+                // No label to look up (only expressions, or an empty selector): every pod.
+                None => return cache.pods.values().collect(),
+                Some(matching) => uids.extend(matching.into_iter().flatten().map(String::as_str)),
+            }
+        }
+        uids.into_iter().filter_map(|uid| cache.pods.get(uid)).collect()
+    }
+
+    /// Adds (`delta` 1) or removes (-1) an existing pod's weight in the incoming pod's terms.
+    fn count_pod(&mut self, pod: &PodInfo, node: &NodeInfo, delta: i64) {
+        let namespace = pod.namespace.as_str();
+        if !self.required_affinity.is_empty() && self.required_affinity.iter().all(|t| t.matcher.matches(namespace, &pod.labels)) {
+            for term in &self.required_affinity {
+                if let Some(value) = node.labels.get(term.key) {
+                    self.affinity_counts.add(term.key, value, delta);
+                }
+            }
+        }
+        for term in &self.required_anti_affinity {
+            if let Some(value) = node.labels.get(term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
+                self.anti_affinity_counts.add(term.key, value, delta);
+            }
+        }
+        for (weight, term) in &self.preferred {
+            if let Some(value) = node.labels.get(term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
+                self.preferred_weights.add(term.key, value, weight * delta);
+            }
+        }
+        // Terminating pods do not count for spreading (as in Kubernetes).
+        if !self.spread.is_empty() && !pod.terminating && namespace == self.namespace && self.spread_eligible(node) {
+            for constraint in &mut self.spread {
+                if constraint.selector.is_some_and(|s| selector_matches(s, &pod.labels)) {
+                    if let Some(value) = node.labels.get(constraint.key) {
+                        *constraint.counts.entry(value.clone()).or_default() += delta;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts an existing pod's required anti-affinity terms that match the incoming pod.
+    fn count_existing_anti_affinity(&mut self, pod: &PodInfo, node: &NodeInfo, pod_namespace: &str, incoming_labels: &BTreeMap<String, String>, delta: i64) {
+        for term in &pod.required_anti_affinity {
+            let matcher = PodMatcher::of_term(term, pod_namespace);
+            if let Some(value) = node.labels.get(&term.topology_key).filter(|_| matcher.matches(self.namespace, incoming_labels)) {
+                self.existing_anti_affinity_counts.add(&term.topology_key, value, delta);
+            }
+        }
+    }
+
+    /// Takes a pod away from (`delta` -1) or gives it back to (1) the counts, as preemption
+    /// simulates removing victims from `node`.
+    pub fn adjust(&mut self, pod: &PodInfo, node: &NodeInfo, incoming_labels: &BTreeMap<String, String>, delta: i64) {
+        self.count_pod(pod, node, delta);
+        self.count_existing_anti_affinity(pod, node, pod.namespace.as_str(), incoming_labels, delta);
+        self.refresh_derived();
+    }
+
+    /// Recomputes what the filter reads off the counts as a whole.
+    fn refresh_derived(&mut self) {
+        self.spread.iter_mut().for_each(Spread::refresh_min);
+        self.may_start_group = self.matches_own_affinity && !self.affinity_counts.any_positive();
+    }
+
+    /// Kubernetes' InterPodAffinity filter then PodTopologySpread filter, for one node.
+    pub fn filter(&self, node: &NodeInfo) -> Result<(), TopologyFailure> {
+        if !self.required_affinity.is_empty() {
+            let mut pods_exist = true;
+            for term in &self.required_affinity {
+                match node.labels.get(term.key) {
+                    Some(value) => pods_exist &= self.affinity_counts.get(term.key, value) > 0,
+                    None => return Err(TopologyFailure::PodAffinity),
+                }
+            }
+            if !pods_exist && !self.may_start_group {
+                return Err(TopologyFailure::PodAffinity);
+            }
+        }
+        let anti_affinity_hit = self.required_anti_affinity.iter().any(|t| node.labels.get(t.key).is_some_and(|v| self.anti_affinity_counts.get(t.key, v) > 0));
+        if anti_affinity_hit {
+            return Err(TopologyFailure::PodAntiAffinity);
+        }
+        if self.existing_anti_affinity_counts.node_in_positive_domain(node) {
+            return Err(TopologyFailure::ExistingAntiAffinity);
+        }
+        for constraint in self.spread.iter().filter(|c| c.hard) {
+            let Some(value) = node.labels.get(constraint.key) else { return Err(TopologyFailure::SpreadMissingLabel) };
+            let matching = constraint.counts.get(value).copied().unwrap_or(0);
+            if matching + constraint.self_match - constraint.min > constraint.max_skew {
+                return Err(TopologyFailure::Spread);
+            }
+        }
+        Ok(())
+    }
+
+    /// Raw preferred inter-pod affinity score (the sum of matching terms' weights in the node's
+    /// domains); normalised over the feasible nodes by the caller.
+    pub fn affinity_score(&self, node: &NodeInfo) -> i64 {
+        self.preferred_weights.sum_for(node)
+    }
+
+    /// Raw ScheduleAnyway spread score: matching pods in the node's domains (fewer is better);
+    /// None when the node lacks a soft constraint's key (it ranks last).
+    pub fn spread_score(&self, node: &NodeInfo) -> Option<i64> {
+        let mut total = 0;
+        for constraint in self.spread.iter().filter(|c| !c.hard) {
+            total += constraint.counts.get(node.labels.get(constraint.key)?).copied().unwrap_or(0);
+        }
+        Some(total)
+    }
+
+    pub fn has_soft_spread(&self) -> bool {
+        self.spread.iter().any(|c| !c.hard)
+    }
+
+    pub fn has_preferred(&self) -> bool {
+        !self.preferred.is_empty()
+    }
+}
+
+fn spread_of<'a>(constraint: &'a TopologySpreadConstraint, own_labels: &BTreeMap<String, String>) -> Spread<'a> {
+    let selector = constraint.label_selector.as_ref();
+    let self_match = selector.is_some_and(|s| selector_matches(s, own_labels));
+    Spread {
+        key: constraint.topology_key.as_str(),
+        max_skew: i64::from(constraint.max_skew),
+        hard: constraint.when_unsatisfiable != "ScheduleAnyway",
+        selector,
+        min_domains: constraint.min_domains.and_then(|m| usize::try_from(m).ok()),
+        self_match: i64::from(self_match),
+        counts: HashMap::new(),
+        min: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{decide, Decision};
+    use crate::test_support::{cache, place, pod};
+    use serde_json::{json, Value};
+
+    fn anti_affinity(app: &str, key: &str) -> Value {
+        json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]}}})
+    }
+
+    fn affinity(app: &str, key: &str) -> Value {
+        json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]}}})
+    }
+
+    fn spread(app: &str, when: &str, extra: Value) -> Value {
+        let mut constraint = json!({"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": when, "labelSelector": {"matchLabels": {"app": app}}});
+        constraint.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"topologySpreadConstraints": [constraint]})
+    }
+
+    /// The verdict per node, in node order.
+    fn verdicts(cache: &Cache, incoming: &Pod) -> Vec<Result<(), TopologyFailure>> {
+        let topology = PodTopology::build(cache, incoming).expect("the pod has terms");
+        cache.nodes.values().map(|node| topology.filter(node)).collect()
+    }
+
+    const THREE_NODES: [(&str, &str); 3] = [("n1", "a"), ("n2", "a"), ("n3", "b")];
+
+    #[test]
+    fn required_anti_affinity_keeps_matching_pods_out_of_the_domain() {
+        let mut cache = cache(&THREE_NODES, 4000);
+        place(&mut cache, &pod("web-1", json!({"app": "web"}), "100m", json!({})), "n1");
+        let by_host = pod("web-2", json!({"app": "web"}), "100m", anti_affinity("web", "kubernetes.io/hostname"));
+        assert_eq!(verdicts(&cache, &by_host), [Err(TopologyFailure::PodAntiAffinity), Ok(()), Ok(())]);
+        let by_zone = pod("web-2", json!({"app": "web"}), "100m", anti_affinity("web", "zone"));
+        assert_eq!(verdicts(&cache, &by_zone), [Err(TopologyFailure::PodAntiAffinity), Err(TopologyFailure::PodAntiAffinity), Ok(())]);
+        // Another namespace's pods are not the term's business unless it names the namespace.
+        let mut elsewhere = by_zone.clone();
+        elsewhere.metadata.namespace = Some("other".into());
+        assert_eq!(verdicts(&cache, &elsewhere), [Ok(()), Ok(()), Ok(())]);
+    }
+
+    #[test]
+    fn an_existing_pods_anti_affinity_repels_the_incoming_pod() {
+        let mut cache = cache(&THREE_NODES, 4000);
+        place(&mut cache, &pod("loner", json!({"app": "loner"}), "100m", anti_affinity("db", "zone")), "n1");
+        let db = pod("db", json!({"app": "db"}), "100m", json!({}));
+        let failure = Err(TopologyFailure::ExistingAntiAffinity);
+        assert_eq!(verdicts(&cache, &db), [failure, failure, Ok(())]);
+        let web = pod("web", json!({"app": "web"}), "100m", json!({}));
+        assert_eq!(verdicts(&cache, &web), [Ok(()), Ok(()), Ok(())]);
+        // Gone, it repels nothing; and a cluster without such pods skips the work entirely.
+        cache.forget("loner");
+        assert!(PodTopology::build(&cache, &db).is_none());
+    }
+
+    #[test]
+    fn required_affinity_follows_matching_pods_and_lets_a_group_start() {
+        let mut cache = cache(&THREE_NODES, 4000);
+        let first_web = pod("web-1", json!({"app": "web"}), "100m", affinity("web", "zone"));
+        assert_eq!(verdicts(&cache, &first_web), [Ok(()), Ok(()), Ok(())], "the first pod of a self-affine group goes anywhere");
+        let api = pod("api", json!({"app": "api"}), "100m", affinity("web", "zone"));
+        let failure = Err(TopologyFailure::PodAffinity);
+        assert_eq!(verdicts(&cache, &api), [failure, failure, failure], "no web pod anywhere to be near");
+        place(&mut cache, &first_web, "n3");
+        assert_eq!(verdicts(&cache, &api), [failure, failure, Ok(())]);
+        let second_web = pod("web-2", json!({"app": "web"}), "100m", affinity("web", "zone"));
+        assert_eq!(verdicts(&cache, &second_web), [failure, failure, Ok(())]);
+    }
+
+    #[test]
+    fn spread_do_not_schedule_bounds_the_skew() {
+        let mut cache = cache(&[("n1", "a"), ("n2", "b"), ("n3", "c")], 4000);
+        place(&mut cache, &pod("web-1", json!({"app": "web"}), "100m", json!({})), "n1");
+        place(&mut cache, &pod("web-2", json!({"app": "web"}), "100m", json!({})), "n2");
+        let incoming = pod("web-3", json!({"app": "web"}), "100m", spread("web", "DoNotSchedule", json!({})));
+        let failure = Err(TopologyFailure::Spread);
+        assert_eq!(verdicts(&cache, &incoming), [failure, failure, Ok(())]);
+        // A node without the topology key cannot take the pod at all.
+        cache.set_node(&crate::test_support::node("bare", json!({}), 4000));
+        assert_eq!(verdicts(&cache, &incoming)[0], Err(TopologyFailure::SpreadMissingLabel));
+    }
+
+    #[test]
+    fn spread_counts_only_domains_the_pod_may_use_unless_min_domains_asks_for_more() {
+        let mut cache = cache(&[("n1", "a"), ("n2", "b"), ("n3", "c")], 4000);
+        place(&mut cache, &pod("web-1", json!({"app": "web"}), "100m", json!({})), "n1");
+        place(&mut cache, &pod("web-2", json!({"app": "web"}), "100m", json!({})), "n2");
+        let not_c = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["c"]}]}]}}});
+        let mut spec = spread("web", "DoNotSchedule", json!({}));
+        spec["affinity"] = not_c.clone();
+        // Zone c (empty) is not the pod's to use, so the minimum is 1 and zones a and b are fine.
+        let honoured = pod("web-3", json!({"app": "web"}), "100m", spec);
+        assert_eq!(&verdicts(&cache, &honoured)[..2], [Ok(()), Ok(())]);
+        let mut spec = spread("web", "DoNotSchedule", json!({"minDomains": 3}));
+        spec["affinity"] = not_c;
+        let wants_three = pod("web-3", json!({"app": "web"}), "100m", spec);
+        assert_eq!(&verdicts(&cache, &wants_three)[..2], [Err(TopologyFailure::Spread), Err(TopologyFailure::Spread)]);
+    }
+
+    #[test]
+    fn schedule_anyway_and_preferred_affinity_steer_the_choice() {
+        let mut cache = cache(&[("n1", "a"), ("n2", "b")], 4000);
+        for i in 0..3 {
+            place(&mut cache, &pod(&format!("web-{i}"), json!({"app": "web"}), "0", json!({})), "n1");
+        }
+        for attempt in 0..4 {
+            let soft = pod(&format!("soft-{attempt}"), json!({"app": "web"}), "0", spread("web", "ScheduleAnyway", json!({})));
+            assert!(matches!(decide(&mut cache, "soft", &soft), Decision::Fits(node) if node == "n2"));
+        }
+        let mut cache = crate::test_support::cache(&[("n1", "a"), ("n2", "b")], 4000);
+        place(&mut cache, &pod("cache-1", json!({"app": "cache"}), "0", json!({})), "n2");
+        let near = json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
+            "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "kubernetes.io/hostname"}}]}}});
+        for attempt in 0..4 {
+            let incoming = pod(&format!("near-{attempt}"), json!({"app": "web"}), "0", near.clone());
+            assert!(matches!(decide(&mut cache, "near", &incoming), Decision::Fits(node) if node == "n2"));
+        }
+    }
+}
