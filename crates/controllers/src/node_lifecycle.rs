@@ -243,11 +243,11 @@ impl Controller {
         let Some(cached) = self.nodes.get(name) else { return Ok(()) };
         let overdue = self.health().get(name).is_some_and(|h| h.overdue(Instant::now(), self.grace));
         let now = now_rfc3339();
-        let mut node = (*cached).clone();
+        let mut node = cached;
         if overdue {
             if let Some(patch) = unknown_status_patch(&node, &now) {
                 tracing::info!(node = name, "the node stopped posting status; marking it Unknown");
-                node = serde_json::from_slice(&strategic_patch(&self.client, &format!("/api/v1/nodes/{name}/status"), &patch).await?)?;
+                node = Arc::new(serde_json::from_slice(&strategic_patch(&self.client, &format!("/api/v1/nodes/{name}/status"), &patch).await?)?);
             }
         }
         let ready = ready_status(&node).map(str::to_owned);
