@@ -39,6 +39,7 @@ use tugboat_client::Client;
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const DUE_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Waiting {
     retry_at: Instant,
@@ -54,6 +55,8 @@ struct State {
     active: ActiveQueue,
     unschedulable: HashMap<String, Waiting>,
     binding: HashSet<String>,
+    /// When `next` last moved unschedulable pods whose wait ended into the active queue.
+    last_due_scan: Option<Instant>,
 }
 
 impl State {
@@ -152,20 +155,24 @@ impl Scheduler {
         }
     }
 
-    /// The next pod to schedule, by priority: unschedulable pods whose wait ended join the
-    /// active queue first.
+    /// The next pod to schedule, by priority. Unschedulable pods whose wait ended join the
+    /// active queue when it runs dry, or at least every `DUE_SCAN_INTERVAL` (as kube-scheduler
+    /// flushes its back-off queue), so a burst does not rescan them for every decision.
     fn next(&self) -> Result<String, Option<Instant>> {
         let mut state = self.lock();
         let now = Instant::now();
         let state = &mut *state;
-        let due: Vec<(String, i32)> = state
-            .unschedulable
-            .iter()
-            .filter(|(uid, w)| w.retry_at <= now && !state.active.contains(uid))
-            .map(|(uid, _)| (uid.clone(), state.pending.get(uid).map(cache::priority).unwrap_or(0)))
-            .collect();
-        for (uid, priority) in due {
-            state.active.push(&uid, priority);
+        if state.active.is_empty() || state.last_due_scan.is_none_or(|last| now.duration_since(last) >= DUE_SCAN_INTERVAL) {
+            state.last_due_scan = Some(now);
+            let due: Vec<(String, i32)> = state
+                .unschedulable
+                .iter()
+                .filter(|(uid, w)| w.retry_at <= now && !state.active.contains(uid))
+                .map(|(uid, _)| (uid.clone(), state.pending.get(uid).map(cache::priority).unwrap_or(0)))
+                .collect();
+            for (uid, priority) in due {
+                state.active.push(&uid, priority);
+            }
         }
         while let Some(uid) = state.active.pop() {
             if state.pending.contains_key(&uid) {

@@ -45,6 +45,10 @@ impl ActiveQueue {
         Some(entry.uid)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     pub fn contains(&self, uid: &str) -> bool {
         self.queued.contains(uid)
     }
