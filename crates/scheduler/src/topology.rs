@@ -58,13 +58,28 @@ impl<'a> PodMatcher<'a> {
     }
 }
 
+/// Adds to a count, allocating the key only the first time (counting runs once per matching pod).
+fn add_count(counts: &mut HashMap<String, i64>, key: &str, delta: i64) {
+    match counts.get_mut(key) {
+        Some(count) => *count += delta,
+        None => {
+            counts.insert(key.to_owned(), delta);
+        }
+    }
+}
+
 /// Counts per topology domain, keyed by topology key then value (look-ups borrow, never allocate).
 #[derive(Clone, Default, Debug)]
 struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
 
 impl TopologyCounts {
     fn add(&mut self, key: &str, value: &str, delta: i64) {
-        *self.0.entry(key.to_owned()).or_default().entry(value.to_owned()).or_default() += delta;
+        if !self.0.contains_key(key) {
+            self.0.insert(key.to_owned(), HashMap::new());
+        }
+        if let Some(values) = self.0.get_mut(key) {
+            add_count(values, value, delta);
+        }
     }
 
     fn get(&self, key: &str, value: &str) -> i64 {
@@ -271,7 +286,7 @@ impl<'a> PodTopology<'a> {
             for constraint in &mut self.spread {
                 if constraint.selector.is_some_and(|s| selector_matches(s, &pod.labels)) {
                     if let Some(value) = node.labels.get(constraint.key) {
-                        *constraint.counts.entry(value.clone()).or_default() += delta;
+                        add_count(&mut constraint.counts, value, delta);
                     }
                 }
             }
