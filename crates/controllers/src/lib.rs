@@ -73,11 +73,14 @@ pub struct ControllerOptions {
     /// How long a node may go without a heartbeat before it is marked Unknown
     /// (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: Duration,
+    /// Nodes per second newly tainted NoExecute (so evicted) in a healthy zone
+    /// (`--node-eviction-rate`).
+    pub node_eviction_rate: f64,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
-        Self { workers: 4, node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD }
+        Self { workers: 4, node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD, node_eviction_rate: node_lifecycle::DEFAULT_EVICTION_RATE }
     }
 }
 
@@ -101,7 +104,7 @@ pub async fn run_all(client: Client, options: ControllerOptions, shutdown: impl 
         deployment::run(client.clone(), wait(stopped.clone())),
         garbage_collector::run(client.clone(), wait(stopped.clone())),
         service_accounts::run(client.clone(), wait(stopped.clone())),
-        node_lifecycle::run(client, options.node_monitor_grace_period, wait(stopped)),
+        node_lifecycle::run(client, options.node_monitor_grace_period, options.node_eviction_rate, wait(stopped)),
     );
     tokio::pin!(all);
     tokio::select! {

@@ -140,6 +140,114 @@ pub fn wanted_taints(node: &Value, now: &str) -> Option<Vec<Value>> {
     (taints != current).then_some(taints)
 }
 
+/// The node's taints without the condition taints, None when it has none (no node is Ready:
+/// Kubernetes then takes them all off and evicts nothing).
+fn without_condition_taints(node: &Value) -> Option<Vec<Value>> {
+    let current: Vec<Value> = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    let kept: Vec<Value> = current.iter().filter(|t| !is_condition_taint(t)).cloned().collect();
+    (kept.len() != current.len()).then_some(kept)
+}
+
+/// Kubernetes' `--unhealthy-zone-threshold`, `--large-cluster-size-threshold` and
+/// `--secondary-node-eviction-rate`.
+const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
+const LARGE_CLUSTER_THRESHOLD: usize = 50;
+const SECONDARY_EVICTION_RATE: f64 = 0.01;
+/// Kubernetes' default `--node-eviction-rate`: nodes per second newly tainted NoExecute.
+pub const DEFAULT_EVICTION_RATE: f64 = 0.1;
+
+/// How much of a zone is not Ready, as Kubernetes judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneState {
+    Normal,
+    /// More than two nodes and at least 55% of them not Ready.
+    PartialDisruption,
+    /// No node Ready.
+    FullDisruption,
+}
+
+pub fn zone_state(ready: usize, not_ready: usize) -> ZoneState {
+    if ready == 0 && not_ready > 0 {
+        ZoneState::FullDisruption
+    } else if not_ready > 2 && not_ready as f64 / (ready + not_ready) as f64 >= UNHEALTHY_ZONE_THRESHOLD {
+        ZoneState::PartialDisruption
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// Nodes per second that may be newly tainted in a zone of `size` nodes: a partly disrupted zone
+/// is more likely cut off than broken, so a small one stops and a large one slows down.
+pub fn zone_eviction_rate(state: ZoneState, size: usize, normal_rate: f64) -> f64 {
+    match state {
+        ZoneState::Normal | ZoneState::FullDisruption => normal_rate,
+        ZoneState::PartialDisruption if size > LARGE_CLUSTER_THRESHOLD => SECONDARY_EVICTION_RATE,
+        ZoneState::PartialDisruption => 0.0,
+    }
+}
+
+/// A node's zone: its region and zone labels, as Kubernetes keys zones.
+fn zone_of(node: &Value) -> String {
+    let labels = &node["metadata"]["labels"];
+    format!(
+        "{}:\0:{}",
+        labels["topology.kubernetes.io/region"].as_str().unwrap_or_default(),
+        labels["topology.kubernetes.io/zone"].as_str().unwrap_or_default()
+    )
+}
+
+/// Whether every zone is fully disrupted (no node Ready anywhere, and some node at all), and each
+/// zone's eviction rate.
+fn assess_zones(nodes: &[Arc<Value>], normal_rate: f64) -> (bool, HashMap<String, f64>) {
+    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+    for node in nodes {
+        let (ready, not_ready) = counts.entry(zone_of(node)).or_default();
+        if ready_status(node) == Some("True") {
+            *ready += 1;
+        } else {
+            *not_ready += 1;
+        }
+    }
+    let all_disrupted = !counts.is_empty() && counts.values().all(|(ready, _)| *ready == 0);
+    let rates = counts.into_iter().map(|(zone, (ready, not_ready))| (zone, zone_eviction_rate(zone_state(ready, not_ready), ready + not_ready, normal_rate))).collect();
+    (all_disrupted, rates)
+}
+
+/// A token bucket of at most one token, refilled at `rate` per second (client-go's token bucket
+/// with burst 1); a new rate starts a new, full bucket, as Kubernetes swaps limiters.
+#[derive(Debug)]
+struct Limiter {
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Limiter {
+    fn new(rate: f64, now: Instant) -> Self {
+        Self { rate, tokens: 1.0, refilled: now }
+    }
+
+    fn set_rate(&mut self, rate: f64, now: Instant) {
+        if rate != self.rate {
+            *self = Self::new(rate, now);
+        }
+    }
+
+    fn try_take(&mut self, now: Instant) -> bool {
+        if self.rate <= 0.0 {
+            return false;
+        }
+        self.tokens = (self.tokens + now.saturating_duration_since(self.refilled).as_secs_f64() * self.rate).min(1.0);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Which pods are bound to which node (pod keys by node name), kept by the pod informer.
 #[derive(Default)]
 pub struct PodsByNode {
@@ -194,6 +302,17 @@ struct Controller {
     pods: Arc<Cache>,
     pods_by_node: Arc<PodsByNode>,
     health: Mutex<HashMap<String, Health>>,
+    /// Nodes per second newly tainted NoExecute in a healthy zone (`--node-eviction-rate`).
+    eviction_rate: f64,
+    disruption: Mutex<Disruption>,
+}
+
+#[derive(Default)]
+struct Disruption {
+    /// Per zone: how fast nodes may be newly tainted.
+    limiters: HashMap<String, Limiter>,
+    /// No node was Ready at the last check.
+    all_disrupted: bool,
 }
 
 impl Controller {
@@ -226,12 +345,42 @@ impl Controller {
         }
     }
 
-    /// One pass over every node, then the pods of deleted nodes.
+    /// One pass over every node: statuses first, then taints as the zones' disruption allows,
+    /// then the pods of deleted nodes.
     async fn check_all(&self) {
-        let names: Vec<String> = self.health().keys().cloned().collect();
-        for name in names {
-            if let Err(error) = self.check_node(&name).await {
-                tracing::debug!(%error, node = %name, "cannot update the node's health; retrying at the next check");
+        let mut checked = Vec::new();
+        for node in self.nodes.in_namespace("") {
+            let name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            match self.update_status(&name, node).await {
+                Ok(node) => checked.push(node),
+                Err(error) => tracing::debug!(%error, node = %name, "cannot mark the node Unknown; retrying at the next check"),
+            }
+        }
+        let now = Instant::now();
+        let stop_all = {
+            let mut disruption = self.disruption.lock().unwrap_or_else(|p| p.into_inner());
+            let (all_disrupted, rates) = assess_zones(&checked, self.eviction_rate);
+            if all_disrupted && !disruption.all_disrupted {
+                tracing::warn!("no node is Ready: taint-based eviction stops until one is (Kubernetes' master disruption mode)");
+            }
+            if !all_disrupted && disruption.all_disrupted {
+                // Whatever cut every node off may have hidden real heartbeats: a full grace period again.
+                tracing::info!("a node is Ready again: taint-based eviction resumes");
+                self.health().values_mut().for_each(|h| h.probed = now);
+            }
+            disruption.all_disrupted = all_disrupted;
+            disruption.limiters.retain(|zone, _| rates.contains_key(zone));
+            for (zone, rate) in rates {
+                disruption.limiters.entry(zone).or_insert_with(|| Limiter::new(rate, now)).set_rate(rate, now);
+            }
+            all_disrupted
+        };
+        // The nodes silent the longest are tainted first when the rate limit holds some back.
+        let probed = |node: &Value| self.health().get(node["metadata"]["name"].as_str().unwrap_or_default()).map(|h| h.probed);
+        checked.sort_by_key(|node| probed(node));
+        for node in checked {
+            if let Err(error) = self.reconcile(&node, stop_all).await {
+                tracing::debug!(%error, node = %node["metadata"]["name"], "cannot update the node's taints or pods; retrying at the next check");
             }
         }
         if let Err(error) = self.collect_orphaned_pods().await {
@@ -239,27 +388,40 @@ impl Controller {
         }
     }
 
-    async fn check_node(&self, name: &str) -> Result<(), ClientError> {
-        let Some(cached) = self.nodes.get(name) else { return Ok(()) };
+    /// Marks the node Unknown when its heartbeats are overdue; returns the node as it is now.
+    async fn update_status(&self, name: &str, node: Arc<Value>) -> Result<Arc<Value>, ClientError> {
         let overdue = self.health().get(name).is_some_and(|h| h.overdue(Instant::now(), self.grace));
-        let now = now_rfc3339();
-        let mut node = cached;
-        if overdue {
-            if let Some(patch) = unknown_status_patch(&node, &now) {
-                tracing::info!(node = name, "the node stopped posting status; marking it Unknown");
-                node = Arc::new(serde_json::from_slice(&strategic_patch(&self.client, &format!("/api/v1/nodes/{name}/status"), &patch).await?)?);
-            }
+        if !overdue {
+            return Ok(node);
         }
-        let ready = ready_status(&node).map(str::to_owned);
+        let Some(patch) = unknown_status_patch(&node, &now_rfc3339()) else { return Ok(node) };
+        tracing::info!(node = name, "the node stopped posting status; marking it Unknown");
+        Ok(Arc::new(serde_json::from_slice(&strategic_patch(&self.client, &format!("/api/v1/nodes/{name}/status"), &patch).await?)?))
+    }
+
+    /// The node's NoExecute taints and its pods' readiness, from its Ready condition. With
+    /// `stop_all` (no node is Ready) condition taints only go. A node newly tainted takes a token
+    /// from its zone's limiter; without one it waits for a later pass.
+    async fn reconcile(&self, node: &Value, stop_all: bool) -> Result<(), ClientError> {
+        let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        let ready = ready_status(node).map(str::to_owned);
         let previous = self.health().get_mut(name).and_then(|h| std::mem::replace(&mut h.last_ready, ready.clone()));
         if previous.as_deref() == Some("True") && ready.as_deref() != Some("True") {
-            events::record(&self.client, events::NODE_CONTROLLER, events::NODE, &node, "Normal", "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
+            events::record(&self.client, events::NODE_CONTROLLER, events::NODE, node, "Normal", "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
         }
-        if let Some(taints) = wanted_taints(&node, &now) {
-            // Conditional on the version read, so a concurrent taint change is never overwritten.
-            let patch = json!({"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": taints}});
-            let body = Bytes::from(patch.to_string());
-            self.client.request(http::Method::PATCH, &format!("/api/v1/nodes/{name}"), Some(("application/merge-patch+json", body))).await?;
+        let taints = if stop_all { without_condition_taints(node) } else { wanted_taints(node, &now_rfc3339()) };
+        if let Some(taints) = taints {
+            let newly_tainted = !node["spec"]["taints"].as_array().into_iter().flatten().any(is_condition_taint) && taints.iter().any(is_condition_taint);
+            let allowed = !newly_tainted || {
+                let mut disruption = self.disruption.lock().unwrap_or_else(|p| p.into_inner());
+                disruption.limiters.get_mut(&zone_of(node)).is_some_and(|limiter| limiter.try_take(Instant::now()))
+            };
+            if allowed {
+                // Conditional on the version read, so a concurrent taint change is never overwritten.
+                let patch = json!({"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": taints}});
+                let body = Bytes::from(patch.to_string());
+                self.client.request(http::Method::PATCH, &format!("/api/v1/nodes/{name}"), Some(("application/merge-patch+json", body))).await?;
+            }
         }
         if ready.is_some_and(|r| r != "True") {
             self.mark_pods_not_ready(name).await?;
@@ -323,8 +485,9 @@ impl Controller {
 }
 
 /// Runs the node lifecycle controller, taint-based eviction and the pod GC of deleted nodes until
-/// `shutdown` completes. `grace` is Kubernetes' `--node-monitor-grace-period`.
-pub async fn run(client: Client, grace: Duration, shutdown: impl std::future::Future<Output = ()>) {
+/// `shutdown` completes. `grace` is Kubernetes' `--node-monitor-grace-period`, `eviction_rate` its
+/// `--node-eviction-rate`.
+pub async fn run(client: Client, grace: Duration, eviction_rate: f64, shutdown: impl std::future::Future<Output = ()>) {
     let nodes = Arc::new(Cache::default());
     let pods = Arc::new(Cache::default());
     let pods_by_node = Arc::new(PodsByNode::default());
@@ -335,6 +498,8 @@ pub async fn run(client: Client, grace: Duration, shutdown: impl std::future::Fu
         pods: pods.clone(),
         pods_by_node: pods_by_node.clone(),
         health: Mutex::default(),
+        eviction_rate,
+        disruption: Mutex::default(),
     });
     let eviction = Arc::new(TaintEviction::new(client.clone(), nodes.clone(), pods.clone(), pods_by_node.clone()));
 
@@ -468,5 +633,40 @@ mod tests {
         assert_eq!(index.pods_on("a"), ["ns/p"]);
         index.apply(&Change::Deleted(pod("a")));
         assert!(index.pods_on("a").is_empty() && index.nodes().is_empty());
+    }
+
+    #[test]
+    fn zones_are_judged_as_kubernetes_does() {
+        assert_eq!(zone_state(0, 1), ZoneState::FullDisruption);
+        // Two of three down is still normal: partial disruption needs more than two.
+        assert_eq!(zone_state(1, 2), ZoneState::Normal);
+        assert_eq!(zone_state(2, 3), ZoneState::PartialDisruption);
+        assert_eq!(zone_state(3, 3), ZoneState::Normal);
+        assert_eq!(zone_eviction_rate(ZoneState::PartialDisruption, 10, 0.1), 0.0);
+        assert_eq!(zone_eviction_rate(ZoneState::PartialDisruption, 100, 0.1), SECONDARY_EVICTION_RATE);
+        assert_eq!(zone_eviction_rate(ZoneState::FullDisruption, 10, 0.1), 0.1);
+        let zoned = |zone: &str, ready: &str| {
+            let mut n = node(Some(ready), json!([]));
+            n["metadata"]["labels"] = json!({"topology.kubernetes.io/zone": zone});
+            Arc::new(n)
+        };
+        let (all, rates) = assess_zones(&[zoned("a", "Unknown"), zoned("b", "True")], 0.1);
+        assert!(!all);
+        assert_eq!(rates.len(), 2);
+        let (all, _) = assess_zones(&[zoned("a", "Unknown"), zoned("b", "False")], 0.1);
+        assert!(all);
+        assert_eq!(without_condition_taints(&node(Some("Unknown"), json!([{"key": UNREACHABLE_TAINT, "effect": "NoExecute"}]))), Some(vec![]));
+        assert_eq!(without_condition_taints(&node(Some("Unknown"), json!([]))), None);
+    }
+
+    #[test]
+    fn limiter_lets_one_through_then_refills_at_its_rate() {
+        let start = Instant::now();
+        let mut limiter = Limiter::new(0.1, start);
+        assert!(limiter.try_take(start));
+        assert!(!limiter.try_take(start + Duration::from_secs(5)));
+        assert!(limiter.try_take(start + Duration::from_secs(10)));
+        limiter.set_rate(0.0, start + Duration::from_secs(20));
+        assert!(!limiter.try_take(start + Duration::from_secs(100)));
     }
 }

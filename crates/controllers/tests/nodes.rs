@@ -171,7 +171,7 @@ async fn silent_node_is_marked_tainted_and_evicted_then_recovers() {
     let alive = Arc::new(Mutex::new(HashSet::from(["a".to_owned(), "b".to_owned()])));
     let _heartbeat = heartbeat(client.clone(), alive.clone());
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = ControllerOptions { workers: 2, node_monitor_grace_period: GRACE };
+    let options = ControllerOptions { workers: 2, node_monitor_grace_period: GRACE, ..ControllerOptions::default() };
     tokio::spawn(tugboat_controllers::run_all(client.clone(), options, async move {
         let _ = stopped.await;
     }));
@@ -281,4 +281,24 @@ async fn pods_are_admitted_with_default_tolerations_and_priority() {
         }
         other => panic!("a pod naming an unknown PriorityClass was admitted: {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_evicted_when_no_node_is_ready() {
+    let (client, _dir) = start_server().await;
+    register_node(&client, "only").await;
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = ControllerOptions { workers: 1, node_monitor_grace_period: GRACE, ..ControllerOptions::default() };
+    tokio::spawn(tugboat_controllers::run_all(client.clone(), options, async move {
+        let _ = stopped.await;
+    }));
+    create_pod(&client, "untolerating", "only", json!([])).await;
+    // No heartbeats at all: the node goes Unknown and its pod not ready, but with every node
+    // down the cause is more likely the control plane's own network, so nothing is tainted.
+    eventually("only Unknown", || get(&client, "/api/v1/nodes/only"), |n| n.as_ref().is_some_and(|n| condition(n, "Ready")["status"] == "Unknown")).await;
+    eventually("the pod not ready", || get_pod(&client, "untolerating"), |p| p.as_ref().is_some_and(|p| condition(p, "Ready")["status"] == "False")).await;
+    tokio::time::sleep(GRACE).await;
+    let node = get(&client, "/api/v1/nodes/only").await.unwrap();
+    assert!(taint_keys(&node).is_empty(), "{node:#?}");
+    assert!(!terminating(&get_pod(&client, "untolerating").await));
 }

@@ -61,11 +61,19 @@ pub struct ControllerArgs {
     /// Unknown and tainted unreachable: `50s`, `5m`, `500ms`, or seconds.
     #[arg(long, default_value = "50s", value_parser = tugboat_controllers::parse_duration)]
     node_monitor_grace_period: Duration,
+    /// Nodes per second that may newly be tainted NoExecute (their pods then evicted) while their
+    /// zone is healthy; a zone with most nodes down, or a cluster with none up, evicts less or not at all.
+    #[arg(long, default_value_t = tugboat_controllers::node_lifecycle::DEFAULT_EVICTION_RATE)]
+    node_eviction_rate: f64,
 }
 
 impl ControllerArgs {
     pub fn options(&self) -> tugboat_controllers::ControllerOptions {
-        tugboat_controllers::ControllerOptions { workers: CONTROLLER_WORKERS, node_monitor_grace_period: self.node_monitor_grace_period }
+        tugboat_controllers::ControllerOptions {
+            workers: CONTROLLER_WORKERS,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            node_eviction_rate: self.node_eviction_rate,
+        }
     }
 }
 
