@@ -628,8 +628,9 @@ impl Worker {
                 latest,
                 previous: instances.get(1).cloned(),
                 waiting: waiting.get(&container.name).cloned(),
-                ready: running && probe.as_ref().is_none_or(|p| p.ready),
-                started: running && probe.as_ref().is_none_or(|p| p.started),
+                // Until its probes are set up, a container with a probe has not passed it.
+                ready: running && probe.as_ref().map_or(container.readiness_probe.is_none(), |p| p.ready),
+                started: running && probe.as_ref().map_or(container.startup_probe.is_none(), |p| p.started),
                 termination_message,
             }
         };
