@@ -522,27 +522,7 @@ impl ReplicaController {
 
     /// Records an Event about the owner, in the background (an Event is best effort).
     fn event(&self, owner: &Value, kind: &str, reason: &str, message: String) {
-        let namespace = owner["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
-        let name = owner["metadata"]["name"].as_str().unwrap_or_default();
-        let now = jiff::Timestamp::now();
-        let event = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": self.kind.api_version, "kind": self.kind.kind, "name": name, "namespace": namespace,
-                "uid": owner["metadata"]["uid"], "resourceVersion": owner["metadata"]["resourceVersion"],
-            },
-            "reason": reason, "message": message, "type": kind, "count": 1,
-            "firstTimestamp": now.to_string(), "lastTimestamp": now.to_string(),
-            "source": {"component": self.kind.component},
-            "reportingComponent": self.kind.component,
-        });
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            if let Err(error) = client.create(&format!("/api/v1/namespaces/{namespace}/events"), &event).await {
-                tracing::debug!(%error, "cannot record an event");
-            }
-        });
+        crate::events::record(&self.client, self.kind.component, (self.kind.api_version, self.kind.kind), owner, kind, reason, message);
     }
 }
 
