@@ -35,6 +35,11 @@ pub enum Change {
 
 pub type Handler = Arc<dyn Fn(&Change) + Send + Sync>;
 
+/// Shapes each object before it is cached and handed to the handler (client-go's transform): a
+/// controller that reads a few fields of a large collection keeps only those. It must keep
+/// `metadata.name`, `metadata.namespace` and `metadata.resourceVersion`.
+pub type Transform = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
 /// The informer's view of one resource, keyed by `namespace/name`.
 #[derive(Default)]
 pub struct Cache {
@@ -82,12 +87,26 @@ pub struct Informer {
     handler: Handler,
     synced: watch::Sender<bool>,
     lag: Duration,
+    transform: Option<Transform>,
 }
 
 impl Informer {
     /// `path` is the collection, e.g. `/api/v1/pods`.
     pub fn new(client: Client, path: &str, cache: Arc<Cache>, handler: Handler) -> Self {
-        Self { client, path: path.to_owned(), cache, handler, synced: watch::channel(false).0, lag: Duration::ZERO }
+        Self { client, path: path.to_owned(), cache, handler, synced: watch::channel(false).0, lag: Duration::ZERO, transform: None }
+    }
+
+    /// Caches every object as `transform` shapes it.
+    pub fn with_transform(mut self, transform: Transform) -> Self {
+        self.transform = Some(transform);
+        self
+    }
+
+    fn shape(&self, object: &Value) -> Arc<Value> {
+        Arc::new(match &self.transform {
+            Some(transform) => transform(object),
+            None => object.clone(),
+        })
     }
 
     /// Applies every watch event `lag` after it arrived: a cache that trails the API server, as
@@ -136,7 +155,7 @@ impl Informer {
         let mut fresh = HashMap::new();
         for item in list["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
             if let Some(key) = object_key(item) {
-                fresh.insert(key, Arc::new(item.clone()));
+                fresh.insert(key, self.shape(item));
             }
         }
         let changes = {
@@ -191,7 +210,7 @@ impl Informer {
                 }
                 kind @ ("ADDED" | "MODIFIED" | "DELETED") => {
                     let Some(key) = object_key(object) else { continue };
-                    let object = Arc::new(object.clone());
+                    let object = self.shape(object);
                     let change = {
                         let mut objects = self.cache.write();
                         if kind == "DELETED" {
