@@ -31,6 +31,8 @@ pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(50);
 /// The conditions a kubelet reports; each becomes Unknown when the node goes silent.
 const NODE_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+/// The reason of a condition this controller adds for a node that never reported it.
+const NEVER_UPDATED: &str = "NodeStatusNeverUpdated";
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases";
 
 pub fn now_rfc3339() -> String {
@@ -108,7 +110,7 @@ pub fn unknown_status_patch(node: &Value, now: &str) -> Option<Value> {
     for kind in NODE_CONDITIONS {
         if condition(node, kind).is_none() {
             changed.push(json!({
-                "type": kind, "status": "Unknown", "reason": "NodeStatusNeverUpdated",
+                "type": kind, "status": "Unknown", "reason": NEVER_UPDATED,
                 "message": "Kubelet never posted node status.",
                 "lastHeartbeatTime": node["metadata"]["creationTimestamp"], "lastTransitionTime": now,
             }));
@@ -348,7 +350,12 @@ impl Controller {
         match change {
             Change::Added(node) | Change::Updated { new: node, .. } => {
                 let Some(name) = node["metadata"]["name"].as_str() else { return };
-                let heartbeat = condition(node, "Ready").and_then(|c| c["lastHeartbeatTime"].as_str()).map(str::to_owned);
+                // The heartbeat this controller itself writes for a node that never reported is
+                // none of the node's.
+                let heartbeat = condition(node, "Ready")
+                    .filter(|c| c["reason"] != NEVER_UPDATED)
+                    .and_then(|c| c["lastHeartbeatTime"].as_str())
+                    .map(str::to_owned);
                 self.health().entry(name.to_owned()).or_insert_with(|| Health::new(now)).observe_ready(heartbeat, now);
             }
             Change::Deleted(node) => {
