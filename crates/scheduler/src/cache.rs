@@ -138,6 +138,18 @@ impl PodInfo {
     }
 }
 
+impl PodInfo {
+    /// Whether this still describes `pod` on `node` (a bound pod's spec only changes in what the
+    /// scheduler does not read; its labels and deletion may change).
+    fn describes(&self, pod: &Pod, node: &str) -> bool {
+        let labels_same = match &pod.metadata.labels {
+            Some(labels) => *labels == self.labels,
+            None => self.labels.is_empty(),
+        };
+        self.node == node && labels_same && self.terminating == pod.metadata.deletion_timestamp.is_some() && self.resources == pod_requests(pod)
+    }
+}
+
 /// A pod nominated to this node by preemption: its room is kept for it against pods of lower
 /// priority while its victims terminate.
 #[derive(Debug, Clone)]
@@ -229,39 +241,69 @@ impl NodeInfo {
     }
 }
 
-/// Which pods carry a label, by key and value: affinity and spread precomputation looks up the
-/// pods a selector can match instead of scanning every pod.
+/// Pod UIDs by label key and value: which pods carry a label (affinity and spread look up the
+/// pods a selector can match instead of scanning every pod), or which pods' anti-affinity terms
+/// require a label of the pods they repel.
 #[derive(Default)]
 pub struct LabelIndex {
     by_label: HashMap<String, HashMap<String, HashSet<String>>>,
 }
 
 impl LabelIndex {
-    fn insert(&mut self, pod: &PodInfo) {
-        for (key, value) in &pod.labels {
-            self.by_label.entry(key.clone()).or_default().entry(value.clone()).or_default().insert(pod.uid.clone());
+    fn insert(&mut self, key: &str, value: &str, uid: &str) {
+        self.by_label.entry(key.to_owned()).or_default().entry(value.to_owned()).or_default().insert(uid.to_owned());
+    }
+
+    fn remove(&mut self, key: &str, value: &str, uid: &str) {
+        if let Some(values) = self.by_label.get_mut(key) {
+            if let Some(uids) = values.get_mut(value) {
+                uids.remove(uid);
+                if uids.is_empty() {
+                    values.remove(value);
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(key);
+            }
         }
     }
 
-    fn remove(&mut self, pod: &PodInfo) {
-        for (key, value) in &pod.labels {
-            if let Some(values) = self.by_label.get_mut(key) {
-                if let Some(uids) = values.get_mut(value) {
-                    uids.remove(&pod.uid);
-                    if uids.is_empty() {
-                        values.remove(value);
-                    }
+    /// The UIDs indexed under `key=value`.
+    pub fn with_label(&self, key: &str, value: &str) -> Option<&HashSet<String>> {
+        self.by_label.get(key).and_then(|values| values.get(value))
+    }
+}
+
+/// Pods with required anti-affinity terms, so an incoming pod checks only those that could repel
+/// it: a term whose selector has `matchLabels` is indexed under one of those labels (a pod
+/// without that label cannot match); other terms are checked against every pod.
+#[derive(Default)]
+pub struct AntiAffinityIndex {
+    by_required_label: LabelIndex,
+    unindexed: HashSet<String>,
+}
+
+impl AntiAffinityIndex {
+    fn update(&mut self, pod: &PodInfo, insert: bool) {
+        for term in &pod.required_anti_affinity {
+            let required = term.label_selector.as_ref().and_then(|s| s.match_labels.as_ref()).and_then(|labels| labels.iter().next());
+            match (required, insert) {
+                (Some((key, value)), true) => self.by_required_label.insert(key, value, &pod.uid),
+                (Some((key, value)), false) => self.by_required_label.remove(key, value, &pod.uid),
+                (None, true) => {
+                    self.unindexed.insert(pod.uid.clone());
                 }
-                if values.is_empty() {
-                    self.by_label.remove(key);
+                (None, false) => {
+                    self.unindexed.remove(&pod.uid);
                 }
             }
         }
     }
 
-    /// The UIDs of pods labelled `key=value`.
-    pub fn with_label(&self, key: &str, value: &str) -> Option<&HashSet<String>> {
-        self.by_label.get(key).and_then(|values| values.get(value))
+    /// The UIDs of pods whose required anti-affinity might match a pod labelled `labels`.
+    pub fn could_repel<'a>(&'a self, labels: &BTreeMap<String, String>) -> HashSet<&'a str> {
+        let indexed = labels.iter().filter_map(|(key, value)| self.by_required_label.with_label(key, value)).flatten();
+        indexed.chain(&self.unindexed).map(String::as_str).collect()
     }
 }
 
@@ -271,8 +313,8 @@ pub struct Cache {
     /// Every counted pod by UID.
     pub pods: HashMap<String, Arc<PodInfo>>,
     pub labels: LabelIndex,
-    /// Pods with required anti-affinity terms: every scheduling attempt checks them (symmetry).
-    pub anti_affinity_pods: HashSet<String>,
+    /// Pods with required anti-affinity terms (each incoming pod checks those that could repel it).
+    pub anti_affinity: AntiAffinityIndex,
     /// Nominated node per preemptor UID.
     nominations: HashMap<String, String>,
     /// Where the next pod's search starts (round robin over nodes, as kube-scheduler does).
@@ -297,13 +339,17 @@ impl Cache {
 
     /// Counts `pod` (by UID) against `node`, replacing whatever it was counted as before.
     pub fn place(&mut self, uid: &str, pod: &Pod, node: &str) {
+        if self.pods.get(uid).is_some_and(|placed| placed.describes(pod, node)) {
+            // A status update of a bound pod: nothing the scheduler counts has changed.
+            return;
+        }
         self.forget(uid);
         let info = Arc::new(PodInfo::new(uid, pod, node));
         self.nodes.entry(node.to_owned()).or_insert_with(|| NodeInfo::new(node)).add_pod(&info);
-        self.labels.insert(&info);
-        if !info.required_anti_affinity.is_empty() {
-            self.anti_affinity_pods.insert(uid.to_owned());
+        for (key, value) in &info.labels {
+            self.labels.insert(key, value, uid);
         }
+        self.anti_affinity.update(&info, true);
         self.pods.insert(uid.to_owned(), info);
     }
 
@@ -314,8 +360,10 @@ impl Cache {
             if let Some(node) = self.nodes.get_mut(&old.node) {
                 node.remove_pod(&old);
             }
-            self.labels.remove(&old);
-            self.anti_affinity_pods.remove(uid);
+            for (key, value) in &old.labels {
+                self.labels.remove(key, value, uid);
+            }
+            self.anti_affinity.update(&old, false);
         }
     }
 
@@ -338,5 +386,35 @@ impl Cache {
                 info.nominated.retain(|n| n.uid != uid);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{cache, place, pod};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    #[test]
+    fn placing_counts_once_and_follows_label_and_deletion_changes() {
+        let mut cache = cache(&[("n1", "a")], 4000);
+        let web = pod("web", json!({"app": "web"}), "500m", json!({}));
+        place(&mut cache, &web, "n1");
+        let first = cache.pods["web"].clone();
+        place(&mut cache, &web, "n1");
+        assert!(Arc::ptr_eq(&first, &cache.pods["web"]), "an unchanged pod is not re-indexed");
+        assert_eq!((cache.nodes["n1"].pod_count, cache.nodes["n1"].requested.cpu_millis), (1, 500));
+        let relabelled = pod("web", json!({"app": "api"}), "500m", json!({}));
+        place(&mut cache, &relabelled, "n1");
+        assert!(cache.labels.with_label("app", "web").is_none());
+        assert!(cache.labels.with_label("app", "api").is_some_and(|uids| uids.contains("web")));
+        let mut deleting = relabelled.clone();
+        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+        place(&mut cache, &deleting, "n1");
+        assert!(cache.pods["web"].terminating);
+        assert_eq!(cache.nodes["n1"].pod_count, 1, "a terminating pod still takes its room");
+        cache.forget("web");
+        assert_eq!((cache.nodes["n1"].pod_count, cache.nodes["n1"].requested.cpu_millis), (0, 0));
+        assert!(cache.labels.with_label("app", "api").is_none());
     }
 }

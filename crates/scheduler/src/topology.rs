@@ -3,8 +3,8 @@
 //! domain) are computed once per scheduling attempt from the cache's label index, so filtering a
 //! node is a few map look-ups; preemption adjusts the counts as it removes victims.
 //!
-//! Invariant: a pod without affinity or spread terms, in a cluster where no pod has required
-//! anti-affinity, costs nothing here (`PodTopology::build` answers `None`).
+//! Invariant: a pod without affinity or spread terms, that no existing pod's required
+//! anti-affinity could match, costs nothing here (`PodTopology::build` answers `None`).
 
 use crate::cache::{Cache, NodeInfo, PodInfo};
 use crate::plugins::node_affinity_matches;
@@ -181,7 +181,8 @@ impl<'a> PodTopology<'a> {
         let empty = BTreeMap::new();
         let own_labels = labels.unwrap_or(&empty);
         let spread: Vec<Spread> = spec.topology_spread_constraints.iter().flatten().map(|c| spread_of(c, own_labels)).collect();
-        if required_affinity.is_empty() && required_anti_affinity.is_empty() && preferred.is_empty() && spread.is_empty() && cache.anti_affinity_pods.is_empty() {
+        let repelling = cache.anti_affinity.could_repel(own_labels);
+        if required_affinity.is_empty() && required_anti_affinity.is_empty() && preferred.is_empty() && spread.is_empty() && repelling.is_empty() {
             return None;
         }
         let matches_own_affinity = required_affinity.iter().all(|t| t.matcher.matches(namespace, own_labels));
@@ -205,7 +206,7 @@ impl<'a> PodTopology<'a> {
                 topology.count_pod(pod, node, 1);
             }
         }
-        for uid in &cache.anti_affinity_pods {
+        for uid in repelling {
             if let Some(pod) = cache.pods.get(uid) {
                 if let Some(node) = cache.nodes.get(&pod.node) {
                     topology.count_existing_anti_affinity(pod, node, pod.namespace.as_str(), own_labels, 1);
@@ -227,7 +228,7 @@ impl<'a> PodTopology<'a> {
             if self.spread_eligible(node) {
                 for constraint in &mut self.spread {
                     if let Some(value) = node.labels.get(constraint.key) {
-                        constraint.counts.entry(value.clone()).or_insert(0);
+                        add_count(&mut constraint.counts, value, 0);
                     }
                 }
             }
@@ -248,17 +249,24 @@ impl<'a> PodTopology<'a> {
             .chain(self.preferred.iter().map(|(_, t)| t))
             .map(|t| t.matcher.selector)
             .chain(self.spread.iter().map(|s| s.selector));
-        let mut uids: HashSet<&'c str> = HashSet::new();
-        for selector in selectors {
-            let Some(selector) = selector else { continue };
+        let mut sources: Vec<&'c HashSet<String>> = Vec::new();
+        for selector in selectors.flatten() {
             let narrowest = selector.match_labels.iter().flatten().map(|(key, value)| cache.labels.with_label(key, value)).min_by_key(|uids| uids.map_or(0, HashSet::len));
             match narrowest {
                 // No label to look up (only expressions, or an empty selector): every pod.
                 None => return cache.pods.values().collect(),
-                Some(matching) => uids.extend(matching.into_iter().flatten().map(String::as_str)),
+                Some(Some(matching)) if !sources.iter().any(|known| std::ptr::eq(*known, matching)) => sources.push(matching),
+                Some(_) => {}
             }
         }
-        uids.into_iter().filter_map(|uid| cache.pods.get(uid)).collect()
+        let lookup = |uid: &String| cache.pods.get(uid);
+        match sources.as_slice() {
+            [single] => single.iter().filter_map(lookup).collect(),
+            _ => {
+                let mut seen = HashSet::new();
+                sources.iter().flat_map(|uids| uids.iter()).filter(|uid| seen.insert(uid.as_str())).filter_map(lookup).collect()
+            }
+        }
     }
 
     /// Adds (`delta` 1) or removes (-1) an existing pod's weight in the incoming pod's terms.
@@ -441,8 +449,8 @@ mod tests {
         let failure = Err(TopologyFailure::ExistingAntiAffinity);
         assert_eq!(verdicts(&cache, &db), [failure, failure, Ok(())]);
         let web = pod("web", json!({"app": "web"}), "100m", json!({}));
-        assert_eq!(verdicts(&cache, &web), [Ok(()), Ok(()), Ok(())]);
-        // Gone, it repels nothing; and a cluster without such pods skips the work entirely.
+        // A pod the term cannot match skips the work entirely; so does every pod once it is gone.
+        assert!(PodTopology::build(&cache, &web).is_none());
         cache.forget("loner");
         assert!(PodTopology::build(&cache, &db).is_none());
     }
