@@ -654,7 +654,7 @@ impl DeploymentController {
             inputs.new_rs_progress = Some((FOUND_NEW_RS, format!("Found new replica set {:?}", rs["metadata"]["name"].as_str().unwrap_or_default())));
             new_rs = Some(rs);
         }
-        self.sync_revision_annotation(&deployment, new_rs.as_ref()).await?;
+        let deployment = self.sync_revision_annotation(deployment, new_rs.as_ref()).await?;
 
         let new_view = new_rs.as_ref().map(ReplicaSetView::of);
         let all_owned: Vec<Value> = new_rs.iter().chain(&old).cloned().collect();
@@ -728,16 +728,18 @@ impl DeploymentController {
     }
 
     /// The Deployment carries the revision of its new ReplicaSet (shown by `kubectl describe`).
-    async fn sync_revision_annotation(&self, deployment: &Value, new_rs: Option<&Value>) -> Result<(), ClientError> {
-        let Some(revision) = new_rs.map(revision_of).filter(|r| *r > 0) else { return Ok(()) };
-        if revision_of(deployment) == revision {
-            return Ok(());
+    /// Returns the Deployment as written, so the conditional status write of this sync follows it.
+    async fn sync_revision_annotation(&self, deployment: Value, new_rs: Option<&Value>) -> Result<Value, ClientError> {
+        let Some(revision) = new_rs.map(revision_of).filter(|r| *r > 0) else { return Ok(deployment) };
+        if revision_of(&deployment) == revision {
+            return Ok(deployment);
         }
         let namespace = deployment["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
-        let patch = json!({"metadata": {"annotations": {REVISION: revision.to_string()}}});
+        let patch = json!({"metadata": {"resourceVersion": deployment["metadata"]["resourceVersion"], "annotations": {REVISION: revision.to_string()}}});
         match self.merge_patch(&format!("/apis/apps/v1/namespaces/{namespace}/deployments/{name}"), &patch).await {
-            Ok(_) | Err(ClientError::Status { code: StatusCode::NOT_FOUND, .. }) => Ok(()),
+            Ok(written) if written["metadata"]["uid"] == deployment["metadata"]["uid"] => Ok(written),
+            Ok(_) | Err(ClientError::Status { code: StatusCode::NOT_FOUND, .. }) => Ok(deployment),
             Err(error) => Err(error),
         }
     }

@@ -230,6 +230,23 @@ async fn a_rollout_that_cannot_progress_exceeds_its_deadline_then_recovers() {
 }
 
 #[tokio::test]
+async fn recreate_empties_the_old_replica_set_before_the_new_one_grows() {
+    let h = start().await;
+    let mut recreate = deployment("again", 2, "v1");
+    recreate["spec"]["strategy"] = json!({"type": "Recreate"});
+    h.client.create(DEPLOYMENTS, &recreate).await.unwrap();
+    let path = format!("{DEPLOYMENTS}/again");
+    eventually("2 ready pods", || make_ready(&h.client, "again"), |n| *n == 2).await;
+    merge_patch(&h.client, &path, json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}})).await;
+    eventually("the new template at full size", || replica_sets(&h.client, "again"), |sets| *sets == [("v1".to_owned(), 0), ("v2".to_owned(), 2)]).await;
+    // The events tell the story in order (listed by name: the owner's, then the time in nanoseconds).
+    let messages = eventually("three scaling events", || event_messages(&h.client, "ScalingReplicaSet"), |m| m.len() == 3).await;
+    let shape: Vec<String> = messages.iter().map(|m| m.split(' ').enumerate().filter(|(i, _)| *i != 4).map(|(_, w)| w).collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(shape, ["Scaled up replica set from 0 to 2", "Scaled down replica set from 2 to 0", "Scaled up replica set from 0 to 2"], "{messages:#?}");
+    assert_ne!(messages[0].split(' ').nth(4), messages[2].split(' ').nth(4), "two ReplicaSets: {messages:#?}");
+}
+
+#[tokio::test]
 async fn foreground_deletion_keeps_the_owner_until_its_dependents_are_gone() {
     let h = start().await;
     let rs = json!({
