@@ -380,6 +380,12 @@ impl Cache {
         }
     }
 
+    /// The node a preemption nominated for the pod: the scheduler's own record, which it knows
+    /// before the pod's `status.nominatedNodeName` comes back through the watch.
+    pub fn nominated_node(&self, uid: &str) -> Option<&str> {
+        self.nominations.get(uid).map(String::as_str)
+    }
+
     pub fn clear_nomination(&mut self, uid: &str) {
         if let Some(node) = self.nominations.remove(uid) {
             if let Some(info) = self.nodes.get_mut(&node) {

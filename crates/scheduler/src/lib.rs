@@ -138,6 +138,7 @@ impl Scheduler {
             self.wake.notify_one();
         } else {
             state.pending.remove(&uid);
+            state.cache.clear_nomination(&uid);
         }
     }
 

@@ -19,13 +19,18 @@ pub struct Preemption {
 /// Kubernetes' PodEligibleToPreemptOthers: not with `preemptionPolicy: Never`, and not while
 /// victims of an earlier preemption are still terminating on the pod's nominated node (it waits
 /// for them rather than preempting more).
-pub fn eligible(pod: &Pod, cache: &Cache) -> bool {
+pub fn eligible(uid: &str, pod: &Pod, cache: &Cache) -> bool {
     if pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
         return false;
     }
     let priority = cache::priority(pod);
-    let nominated = pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).and_then(|n| cache.nodes.get(n));
+    let nominated = nominated_node(uid, pod, cache).and_then(|n| cache.nodes.get(n));
     !nominated.is_some_and(|node| node.pods.values().any(|p| p.terminating && p.priority < priority))
+}
+
+/// The node an earlier preemption nominated for the pod, if any.
+pub fn nominated_node<'a>(uid: &str, pod: &'a Pod, cache: &'a Cache) -> Option<&'a str> {
+    cache.nominated_node(uid).or_else(|| pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).filter(|n| !n.is_empty()))
 }
 
 /// The best preemption among `candidates` (nodes whose failures removing pods could cure), if any.
@@ -141,6 +146,20 @@ mod tests {
             {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
         let incoming = with_priority("new-web", "web", "100m", 100, anti);
         assert_eq!(preemption(&mut cache, &incoming), Some(("n1".into(), vec!["old-web".into()])));
+    }
+
+    #[test]
+    fn a_preemptor_waits_for_its_terminating_victims_instead_of_preempting_again() {
+        let mut cache = cache(&[("n1", "a"), ("n2", "a")], 1000);
+        let mut victim = with_priority("victim", "x", "1000m", 1, json!({}));
+        victim.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+        place(&mut cache, &victim, "n1");
+        place(&mut cache, &with_priority("bystander", "x", "1000m", 1, json!({})), "n2");
+        let incoming = with_priority("incoming", "y", "500m", 10, json!({}));
+        cache.nominate("incoming", &incoming, "n1");
+        assert_eq!(preemption(&mut cache, &incoming), None, "the bystander on n2 is spared");
+        cache.forget("victim");
+        assert!(matches!(decide(&mut cache, "incoming", &incoming), Decision::Fits(node) if node == "n1"));
     }
 
     #[test]

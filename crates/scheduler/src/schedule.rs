@@ -50,15 +50,14 @@ pub fn decide(cache: &mut Cache, uid: &str, pod: &Pod) -> Decision {
     let request = PodRequest::new(uid, pod);
     let topology = PodTopology::build(cache, pod);
     // A pod nominated by an earlier preemption tries its nominated node first.
-    let nominated = pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).filter(|n| !n.is_empty());
-    if let Some(node) = nominated.and_then(|n| cache.nodes.get(n)) {
+    if let Some(node) = preemption::nominated_node(uid, pod, cache).and_then(|n| cache.nodes.get(n)) {
         if filter(&request, topology.as_ref(), node).is_ok() {
             return Decision::Fits(node.name.clone());
         }
     }
     let total = cache.nodes.len();
     let wanted = feasible_nodes_to_find(total);
-    let preempting = preemption::eligible(pod, cache);
+    let preempting = preemption::eligible(uid, pod, cache);
     let mut reasons: Vec<(Reason, usize)> = Vec::new();
     let mut resolvable: Vec<&str> = Vec::new();
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted.min(total));
