@@ -260,6 +260,46 @@ impl Server {
     }
 }
 
+/// A real `tugboat sim` process simulating nodes against a server; killed (its nodes' heartbeats
+/// stop, as with a dead kubelet) when dropped or by [`Sim::kill`].
+pub struct Sim {
+    child: Option<Child>,
+}
+
+impl Sim {
+    /// Starts `binary sim --kubeconfig <server's> <args>`, logging to `sim-<n>.log` in the
+    /// server's data directory. It returns at once; the nodes register within moments.
+    pub fn start(binary: &Path, server: &Server, args: &[&str]) -> Self {
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::fs::File::create(server.data_dir.path().join(format!("sim-{n}.log"))).expect("simulator log file");
+        let child = Command::new(binary)
+            .arg("sim")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tugboat sim failed to start");
+        Self { child: Some(child) }
+    }
+
+    /// Stops the simulator with SIGKILL: its nodes' heartbeats stop at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

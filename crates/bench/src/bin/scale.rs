@@ -17,12 +17,11 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tugboat_bench::{quantile, rss_kib};
 use tugboat_client::Client;
-use tugboat_testkit::Server;
+use tugboat_testkit::{Server, Sim};
 
 #[derive(Parser)]
 struct Args {
@@ -59,16 +58,9 @@ struct Args {
 /// A control plane and its simulated nodes.
 struct Cluster {
     server: Server,
-    sim: Child,
+    _sim: Sim,
     clients: Vec<Client>,
     watcher: Watcher,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.sim.kill();
-        let _ = self.sim.wait();
-    }
 }
 
 fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
@@ -81,20 +73,11 @@ impl Cluster {
         // Room for everything this run creates, as scheduler_perf sizes its nodes to the test.
         let planned = 2 * args.pods + args.paced_pods + args.replicas + args.total_pods;
         let max_pods = (planned * 12 / 10 / nodes).max(110).to_string();
-        let sim_log = std::fs::File::create(server.data_dir.path().join("sim.log"))?;
-        let sim = Command::new(&args.tugboat)
-            .arg("sim")
-            .arg("--kubeconfig")
-            .arg(server.kubeconfig())
-            .args(["--nodes", &nodes.to_string(), "--max-pods", &max_pods, "--cpu", "64", "--memory", "1Ti"])
-            .stdout(Stdio::null())
-            .stderr(sim_log)
-            .spawn()
-            .context("cannot start tugboat sim")?;
+        let sim = Sim::start(&args.tugboat, &server, &["--nodes", &nodes.to_string(), "--max-pods", &max_pods, "--cpu", "64", "--memory", "1Ti"]);
         let kubeconfig = server.kubeconfig();
         let clients = (0..args.clients.max(1)).map(|_| client(&kubeconfig)).collect::<anyhow::Result<Vec<_>>>()?;
         let watcher = Watcher::start(&clients[0]).await?;
-        let cluster = Cluster { server, sim, clients, watcher };
+        let cluster = Cluster { server, _sim: sim, clients, watcher };
         let started = Instant::now();
         let deadline = started + Duration::from_secs(args.phase_timeout);
         loop {
