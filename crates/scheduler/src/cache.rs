@@ -307,6 +307,32 @@ impl AntiAffinityIndex {
     }
 }
 
+/// How many nodes carry each value of each label key: the topology domains a spread constraint
+/// ranges over, known without scanning the nodes.
+#[derive(Default)]
+pub struct Domains(HashMap<String, HashMap<String, usize>>);
+
+impl Domains {
+    fn count(&mut self, labels: &BTreeMap<String, String>, delta: isize) {
+        for (key, value) in labels {
+            let values = self.0.entry(key.clone()).or_default();
+            let nodes = values.entry(value.clone()).or_default();
+            *nodes = nodes.saturating_add_signed(delta);
+            if *nodes == 0 {
+                values.remove(value);
+                if values.is_empty() {
+                    self.0.remove(key);
+                }
+            }
+        }
+    }
+
+    /// How many distinct values of `key` the nodes carry.
+    pub fn of_key(&self, key: &str) -> usize {
+        self.0.get(key).map_or(0, HashMap::len)
+    }
+}
+
 #[derive(Default)]
 pub struct Cache {
     pub nodes: BTreeMap<String, NodeInfo>,
@@ -315,6 +341,7 @@ pub struct Cache {
     pub labels: LabelIndex,
     /// Pods with required anti-affinity terms (each incoming pod checks those that could repel it).
     pub anti_affinity: AntiAffinityIndex,
+    pub domains: Domains,
     /// Nominated node per preemptor UID.
     nominations: HashMap<String, String>,
     /// Where the next pod's search starts (round robin over nodes, as kube-scheduler does).
@@ -330,11 +357,19 @@ impl Cache {
         let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo::new(&name));
         let before = (info.ready, info.unschedulable, info.allocatable, info.taints.clone(), info.labels.clone());
         info.set_node(node);
-        before != (info.ready, info.unschedulable, info.allocatable, info.taints.clone(), info.labels.clone())
+        let changed = before != (info.ready, info.unschedulable, info.allocatable, info.taints.clone(), info.labels.clone());
+        if before.4 != info.labels {
+            let after = info.labels.clone();
+            self.domains.count(&before.4, -1);
+            self.domains.count(&after, 1);
+        }
+        changed
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        self.nodes.remove(name);
+        if let Some(info) = self.nodes.remove(name) {
+            self.domains.count(&info.labels, -1);
+        }
     }
 
     /// Counts `pod` (by UID) against `node`, replacing whatever it was counted as before.
@@ -422,5 +457,17 @@ mod tests {
         cache.forget("web");
         assert_eq!((cache.nodes["n1"].pod_count, cache.nodes["n1"].requested.cpu_millis), (0, 0));
         assert!(cache.labels.with_label("app", "api").is_none());
+    }
+
+    #[test]
+    fn domains_follow_node_labels() {
+        let mut cache = cache(&[("n1", "a"), ("n2", "a"), ("n3", "b")], 4000);
+        assert_eq!((cache.domains.of_key("zone"), cache.domains.of_key("kubernetes.io/hostname")), (2, 3));
+        cache.set_node(&crate::test_support::node("n3", json!({"kubernetes.io/hostname": "n3", "zone": "a"}), 4000));
+        assert_eq!(cache.domains.of_key("zone"), 1);
+        cache.remove_node("n1");
+        cache.remove_node("n2");
+        cache.remove_node("n3");
+        assert_eq!((cache.domains.of_key("zone"), cache.domains.of_key("kubernetes.io/hostname")), (0, 0));
     }
 }

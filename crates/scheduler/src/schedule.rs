@@ -182,25 +182,35 @@ mod tests {
             cache.place(&format!("existing-{i}"), &existing, &format!("n{:05}", i % 5000));
         }
         eprintln!("filled the cache in {:?}", started.elapsed());
-        let run = |cache: &mut Cache, label: &str, spec: serde_json::Value, count: usize| {
-            let pods: Vec<Pod> = (0..count).map(|i| pod(&format!("{label}-{i}"), json!({"app": label}), "100m", spec.clone())).collect();
+        let run = |cache: &mut Cache, label: &str, count: usize, make: &dyn Fn(usize) -> Pod| {
+            let pods: Vec<(String, Pod)> = (0..count).map(|i| (format!("{label}-{i}"), make(i))).collect();
             let started = Instant::now();
-            for (i, incoming) in pods.iter().enumerate() {
-                let uid = format!("{label}-{i}");
-                match decide(cache, &uid, incoming) {
-                    Decision::Fits(node) => cache.place(&uid, incoming, &node),
+            for (uid, incoming) in &pods {
+                match decide(cache, uid, incoming) {
+                    Decision::Fits(node) => cache.place(uid, incoming, &node),
                     Decision::Unschedulable { message, .. } => panic!("{message}"),
                 }
             }
             let elapsed = started.elapsed();
             eprintln!("{label}: {count} decisions in {elapsed:?}: {:.0} pods/s", count as f64 / elapsed.as_secs_f64());
         };
-        run(&mut cache, "plain", json!({}), 10_000);
+        let same = |label: &'static str, spec: serde_json::Value| move |i: usize| pod(&format!("{label}-{i}"), json!({"app": label}), "100m", spec.clone());
+        run(&mut cache, "plain", 10_000, &same("plain", json!({})));
         let spread = json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "spread"}}}]});
-        run(&mut cache, "spread", spread, 2_000);
+        run(&mut cache, "spread", 2_000, &same("spread", spread));
         let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": {"app": "anti"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
-        run(&mut cache, "anti", anti, 2_000);
-        run(&mut cache, "plain-among-anti", json!({}), 10_000);
+        run(&mut cache, "anti", 2_000, &same("anti", anti));
+        run(&mut cache, "plain-among-anti", 10_000, &same("plain-among-anti", json!({})));
+        // As the scale benchmark (and scheduler_perf) do: groups of 10 pods, anti-affine per
+        // node and spread over zones.
+        let grouped = |i: usize| {
+            let group = format!("g{}", i / 10);
+            let selector = json!({"matchLabels": {"group": group}});
+            let spec = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}]}},
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector}]});
+            pod(&format!("grouped-{i}"), json!({"group": group}), "100m", spec)
+        };
+        run(&mut cache, "groups-of-10", 10_000, &grouped);
     }
 }

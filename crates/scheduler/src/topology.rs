@@ -116,16 +116,19 @@ struct Spread<'a> {
     min_domains: Option<usize>,
     /// 1 when the incoming pod matches its own selector (it will count once placed).
     self_match: i64,
-    /// Matching pods per domain; every eligible node's domain is present, if only with 0.
+    /// Matching pods per domain (domains without any may be absent).
     counts: HashMap<String, i64>,
+    /// How many domains the eligible nodes form.
+    domains: usize,
     /// The smallest count over the domains (0 when fewer than minDomains domains exist).
     min: i64,
 }
 
 impl Spread<'_> {
     fn refresh_min(&mut self) {
-        let too_few = self.min_domains.is_some_and(|m| self.counts.len() < m);
-        self.min = if too_few { 0 } else { self.counts.values().copied().min().unwrap_or(0) };
+        let too_few = self.min_domains.is_some_and(|m| self.domains < m);
+        let populated = self.counts.values().filter(|c| **c > 0).count();
+        self.min = if too_few || populated < self.domains { 0 } else { self.counts.values().copied().min().unwrap_or(0) };
     }
 }
 
@@ -217,11 +220,19 @@ impl<'a> PodTopology<'a> {
         Some(topology)
     }
 
-    /// Every eligible node's domain starts at 0 matching pods: eligible nodes pass the pod's
-    /// node selector and required node affinity (nodeAffinityPolicy Honor) and carry every
-    /// constraint's topology key.
+    /// The domains each constraint ranges over: the values of its key on eligible nodes, which
+    /// pass the pod's node selector and required node affinity (nodeAffinityPolicy Honor) and
+    /// carry every constraint's topology key. Without node affinity and with one key, that is
+    /// every value of the key (the cache knows them); otherwise the nodes are scanned.
     fn add_spread_domains(&mut self, cache: &Cache) {
-        if self.spread.is_empty() {
+        let Some(first) = self.spread.first().map(|c| c.key) else { return };
+        let one_key = self.spread.iter().all(|c| c.key == first);
+        let spec = self.spec;
+        let node_affinity = spec.node_selector.as_ref().is_some_and(|s| !s.is_empty())
+            || spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).is_some_and(|a| a.required_during_scheduling_ignored_during_execution.is_some());
+        if one_key && !node_affinity {
+            let domains = cache.domains.of_key(first);
+            self.spread.iter_mut().for_each(|c| c.domains = domains);
             return;
         }
         for node in cache.nodes.values() {
@@ -233,6 +244,7 @@ impl<'a> PodTopology<'a> {
                 }
             }
         }
+        self.spread.iter_mut().for_each(|c| c.domains = c.counts.len());
     }
 
     fn spread_eligible(&self, node: &NodeInfo) -> bool {
@@ -392,6 +404,7 @@ fn spread_of<'a>(constraint: &'a TopologySpreadConstraint, own_labels: &BTreeMap
         min_domains: constraint.min_domains.and_then(|m| usize::try_from(m).ok()),
         self_match: i64::from(self_match),
         counts: HashMap::new(),
+        domains: 0,
         min: 0,
     }
 }
