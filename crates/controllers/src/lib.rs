@@ -93,8 +93,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
 }
 
+/// The informers a controller manager shares: pods are cached only in the shape the controllers
+/// read ([`pods::summary`]).
+pub fn shared_informers(client: &Client) -> runtime::SharedInformers {
+    runtime::SharedInformers::new(client.clone()).with_transform(PODS, std::sync::Arc::new(pods::summary))
+}
+
+const PODS: &str = "/api/v1/pods";
+
 /// The controller manager: every controller, until `shutdown` completes.
 pub async fn run_all(client: Client, options: ControllerOptions, shutdown: impl Future<Output = ()>) {
+    let informers = shared_informers(&client);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|s| *s).await;
@@ -104,7 +113,7 @@ pub async fn run_all(client: Client, options: ControllerOptions, shutdown: impl 
         deployment::run(client.clone(), wait(stopped.clone())),
         garbage_collector::run(client.clone(), wait(stopped.clone())),
         service_accounts::run(client.clone(), wait(stopped.clone())),
-        node_lifecycle::run(client, options.node_monitor_grace_period, options.node_eviction_rate, wait(stopped)),
+        node_lifecycle::run(client, &informers, options.node_monitor_grace_period, options.node_eviction_rate, wait(stopped)),
     );
     tokio::pin!(all);
     tokio::select! {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tugboat_client::{Client, ClientError};
 
 use crate::events;
-use crate::runtime::{object_key, Cache, Change, Handler, Informer};
+use crate::runtime::{object_key, Cache, Change, Handler, Informer, SharedInformers};
 use crate::taint_eviction::TaintEviction;
 
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
@@ -248,29 +248,6 @@ impl Limiter {
             false
         }
     }
-}
-
-/// The fields of a pod these controllers read. Their pod informer keeps only these, so the
-/// controller manager does not hold another full copy of every pod for them.
-fn pod_fields(pod: &Value) -> Value {
-    let mut kept = json!({"metadata": {}, "spec": {}, "status": {}});
-    for (part, field) in [
-        ("metadata", "name"),
-        ("metadata", "namespace"),
-        ("metadata", "uid"),
-        ("metadata", "resourceVersion"),
-        ("metadata", "deletionTimestamp"),
-        ("spec", "nodeName"),
-        ("spec", "tolerations"),
-    ] {
-        if let Some(value) = pod[part].get(field) {
-            kept[part][field] = value.clone();
-        }
-    }
-    if let Some(ready) = pod["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready") {
-        kept["status"]["conditions"] = json!([{"type": "Ready", "status": ready["status"]}]);
-    }
-    kept
 }
 
 /// Which pods are bound to which node (pod keys by node name), kept by the pod informer.
@@ -517,9 +494,9 @@ impl Controller {
 /// Runs the node lifecycle controller, taint-based eviction and the pod GC of deleted nodes until
 /// `shutdown` completes. `grace` is Kubernetes' `--node-monitor-grace-period`, `eviction_rate` its
 /// `--node-eviction-rate`.
-pub async fn run(client: Client, grace: Duration, eviction_rate: f64, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(client: Client, informers: &SharedInformers, grace: Duration, eviction_rate: f64, shutdown: impl std::future::Future<Output = ()>) {
     let nodes = Arc::new(Cache::default());
-    let pods = Arc::new(Cache::default());
+    let pods = informers.cache(crate::PODS);
     let pods_by_node = Arc::new(PodsByNode::default());
     let controller = Arc::new(Controller {
         client: client.clone(),
@@ -560,13 +537,12 @@ pub async fn run(client: Client, grace: Duration, eviction_rate: f64, shutdown: 
     };
     let node_informer = Informer::new(client.clone(), "/api/v1/nodes", nodes, on_node);
     let lease_informer = Informer::new(client.clone(), LEASES, Arc::new(Cache::default()), on_lease);
-    let pod_informer = Informer::new(client, "/api/v1/pods", pods, on_pod).with_transform(Arc::new(pod_fields));
-    let mut synced = [node_informer.synced(), lease_informer.synced(), pod_informer.synced()];
+    let pod_subscription = informers.subscribe(crate::PODS, on_pod);
+    let mut synced = [node_informer.synced(), lease_informer.synced(), pod_subscription.synced];
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(node_informer.run());
     tasks.spawn(lease_informer.run());
-    tasks.spawn(pod_informer.run());
     tasks.spawn(async move {
         // Acting on half-listed state would take present nodes for deleted ones.
         for receiver in &mut synced {
@@ -651,23 +627,6 @@ mod tests {
         assert_eq!(wanted_taints(&node(Some("True"), json!([custom])), "now"), None);
         // A node that never reported Ready is left alone until it is marked Unknown.
         assert_eq!(wanted_taints(&node(None, json!([])), "now"), None);
-    }
-
-    #[test]
-    fn pods_are_cached_with_only_the_fields_read() {
-        let pod = json!({
-            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"}},
-            "spec": {"nodeName": "n", "tolerations": [{"operator": "Exists"}], "containers": [{"name": "c", "image": "i"}]},
-            "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True", "lastTransitionTime": "t"}]},
-        });
-        assert_eq!(
-            pod_fields(&pod),
-            json!({
-                "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7"},
-                "spec": {"nodeName": "n", "tolerations": [{"operator": "Exists"}]},
-                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-            })
-        );
     }
 
     #[test]

@@ -1,8 +1,32 @@
 //! Pure rules about pods: activity, readiness, availability, and the order in which surplus pods
 //! are deleted (Kubernetes' `ActivePodsWithRanks`).
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::cmp::Ordering;
+
+/// The fields of a pod the controllers read, and nothing else: the shared pod informer caches
+/// pods in this shape (client-go's transform), so 150,000 pods cost a few KB each, not a full
+/// copy. Every rule in this crate that reads pods must find its fields here.
+pub fn summary(pod: &Value) -> Value {
+    let mut kept = json!({"metadata": {}, "spec": {}, "status": {}});
+    let metadata = ["name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences", "deletionTimestamp", "creationTimestamp"];
+    for (part, fields) in [("metadata", &metadata[..]), ("spec", &["nodeName", "tolerations"][..]), ("status", &["phase"][..])] {
+        for field in fields {
+            if let Some(value) = pod[part].get(*field) {
+                kept[part][*field] = value.clone();
+            }
+        }
+    }
+    if let Some(conditions) = pod["status"]["conditions"].as_array() {
+        let conditions: Vec<Value> = conditions.iter().map(|c| json!({"type": c["type"], "status": c["status"], "lastTransitionTime": c["lastTransitionTime"]})).collect();
+        kept["status"]["conditions"] = conditions.into();
+    }
+    if let Some(statuses) = pod["status"]["containerStatuses"].as_array() {
+        let statuses: Vec<Value> = statuses.iter().map(|c| json!({"restartCount": c["restartCount"]})).collect();
+        kept["status"]["containerStatuses"] = statuses.into();
+    }
+    kept
+}
 
 /// A pod that counts toward replicas: not terminating and not finished.
 pub fn is_active(pod: &Value) -> bool {
@@ -115,7 +139,28 @@ pub fn deletion_order(pods: &[&Value]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    #[test]
+    fn a_summary_keeps_what_the_rules_read() {
+        let full = json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7", "labels": {"app": "a"}, "annotations": {"big": "x"},
+                "ownerReferences": [{"uid": "o", "controller": true}], "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "i"}], "tolerations": [{"key": "k", "operator": "Exists"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:01Z", "message": "m"}],
+                "containerStatuses": [{"name": "c", "restartCount": 3, "image": "i"}]},
+        });
+        let kept = summary(&full);
+        assert!(kept["metadata"]["annotations"].is_null() && kept["spec"]["containers"].is_null() && kept["status"]["podIP"].is_null());
+        assert_eq!(kept["metadata"]["labels"]["app"], "a");
+        assert_eq!(kept["spec"]["tolerations"][0]["key"], "k");
+        for rule in [is_active, is_ready] {
+            assert_eq!(rule(&kept), rule(&full));
+        }
+        assert_eq!(ready_since(&kept), ready_since(&full));
+        assert_eq!(restarts(&kept), restarts(&full));
+        assert_eq!(node(&kept), node(&full));
+        assert_eq!(created(&kept), created(&full));
+    }
 
     fn pod(name: &str, node: &str, phase: &str, ready_at: Option<&str>, created: &str) -> Value {
         let conditions = match ready_at {

@@ -233,6 +233,120 @@ impl Informer {
     }
 }
 
+/// One informer per collection for a whole controller manager, as client-go's shared informer
+/// factory: however many controllers read pods, there is one list/watch and one cache of them.
+/// A collection's informer starts with its first subscriber; a later subscriber first gets every
+/// cached object as `Added`, then the changes.
+#[derive(Clone)]
+pub struct SharedInformers {
+    inner: Arc<SharedInner>,
+}
+
+struct SharedInner {
+    client: Client,
+    transforms: HashMap<String, Transform>,
+    lags: HashMap<String, Duration>,
+    informers: Mutex<HashMap<String, Shared>>,
+}
+
+struct Shared {
+    cache: Arc<Cache>,
+    handlers: Arc<RwLock<Vec<Handler>>>,
+    synced: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a subscriber gets: the collection's cache and whether its first list has been applied.
+pub struct Subscription {
+    pub cache: Arc<Cache>,
+    pub synced: watch::Receiver<bool>,
+}
+
+impl Drop for SharedInner {
+    fn drop(&mut self) {
+        for shared in self.informers.get_mut().unwrap_or_else(|p| p.into_inner()).values() {
+            shared.task.abort();
+        }
+    }
+}
+
+impl SharedInformers {
+    pub fn new(client: Client) -> Self {
+        let inner = SharedInner { client, transforms: HashMap::new(), lags: HashMap::new(), informers: Mutex::default() };
+        Self { inner: Arc::new(inner) }
+    }
+
+    fn configure(mut self, configure: impl FnOnce(&mut SharedInner)) -> Self {
+        // Configuration happens before anyone shares the factory.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            configure(inner);
+        }
+        self
+    }
+
+    /// Caches the collection's objects as `transform` shapes them (for every subscriber).
+    pub fn with_transform(self, path: &str, transform: Transform) -> Self {
+        self.configure(|inner| {
+            inner.transforms.insert(path.to_owned(), transform);
+        })
+    }
+
+    /// The collection's cache trails the API server by `lag` (see [`Informer::with_lag`]).
+    pub fn with_lag(self, path: &str, lag: Duration) -> Self {
+        self.configure(|inner| {
+            inner.lags.insert(path.to_owned(), lag);
+        })
+    }
+
+    /// The collection's cache, starting its informer if nobody has yet (for a controller that
+    /// needs the cache before it can build its handler).
+    pub fn cache(&self, path: &str) -> Arc<Cache> {
+        let mut informers = self.inner.informers.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared(&mut informers, path).cache.clone()
+    }
+
+    fn shared<'a>(&self, informers: &'a mut HashMap<String, Shared>, path: &str) -> &'a mut Shared {
+        informers.entry(path.to_owned()).or_insert_with(|| {
+            let cache = Arc::new(Cache::default());
+            let handlers: Arc<RwLock<Vec<Handler>>> = Arc::default();
+            let fan_out: Handler = {
+                let handlers = handlers.clone();
+                Arc::new(move |change: &Change| {
+                    for handler in handlers.read().unwrap_or_else(|p| p.into_inner()).iter() {
+                        handler(change);
+                    }
+                })
+            };
+            let mut informer = Informer::new(self.inner.client.clone(), path, cache.clone(), fan_out);
+            if let Some(transform) = self.inner.transforms.get(path) {
+                informer = informer.with_transform(transform.clone());
+            }
+            if let Some(lag) = self.inner.lags.get(path) {
+                informer = informer.with_lag(*lag);
+            }
+            let synced = informer.synced();
+            Shared { cache, handlers, synced, task: tokio::spawn(informer.run()) }
+        })
+    }
+
+    /// Subscribes `handler` to the collection at `path` (e.g. `/api/v1/pods`), starting its
+    /// informer if it is the first. The handler runs after each change is in the cache.
+    pub fn subscribe(&self, path: &str, handler: Handler) -> Subscription {
+        let mut informers = self.inner.informers.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = self.shared(&mut informers, path);
+        // Holding the handlers' write lock, no change can be handed out between the replay and
+        // the registration: the new handler sees every object exactly from here on.
+        let mut handlers = shared.handlers.write().unwrap_or_else(|p| p.into_inner());
+        // (A snapshot: the handler may read the cache itself.)
+        let cached: Vec<Arc<Value>> = shared.cache.read().values().cloned().collect();
+        for object in cached {
+            handler(&Change::Added(object));
+        }
+        handlers.push(handler);
+        Subscription { cache: shared.cache.clone(), synced: shared.synced.clone() }
+    }
+}
+
 /// What a relist tells the handlers: objects new to the cache, changed (another resourceVersion),
 /// and gone (their deletion happened while no watch was open).
 fn relist_changes(cached: &HashMap<String, Arc<Value>>, fresh: &HashMap<String, Arc<Value>>) -> Vec<Change> {
