@@ -5,7 +5,8 @@
 //! - Orphan: an owner being deleted with the `orphan` finalizer first has its ownerReference removed
 //!   from every dependent, then loses the finalizer (and with it, its object).
 //! - Foreground: an owner being deleted with the `foregroundDeletion` finalizer first has its
-//!   dependents deleted; once none are left, it loses the finalizer.
+//!   dependents deleted (those owning others in the foreground too); once none are left, it loses
+//!   the finalizer.
 //!
 //! Watch-driven: informers keep the owners' UIDs and the dependents; every change re-examines the
 //! owners involved. Owner kinds it does not watch are never taken for gone.
@@ -36,6 +37,7 @@ const DEPENDENTS: &[(&str, &str)] = &[("/api/v1/pods", "/api/v1/namespaces/{ns}/
 
 #[derive(Clone)]
 struct Dependent {
+    uid: String,
     path: String,
     namespace: String,
     owners: Vec<Value>,
@@ -105,7 +107,7 @@ impl GarbageCollector {
             graph.dependents.remove(&id);
         } else if !owners.is_empty() {
             let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
-            graph.dependents.insert(id, Dependent { path: object_path(template, &object), namespace, owners });
+            graph.dependents.insert(id.clone(), Dependent { uid: id, path: object_path(template, &object), namespace, owners });
         } else {
             graph.dependents.remove(&id);
         }
@@ -121,11 +123,13 @@ impl GarbageCollector {
 
     /// Examines one owner UID: its dependents' fate follows its state.
     async fn process(&self, owner_uid: &str) {
-        let (owner, dependents, kind_known) = {
+        let (owner, dependents, kind_known, owning) = {
             let graph = self.lock();
             let dependents: Vec<Dependent> = graph.dependents.values().filter(|d| d.owners.iter().any(|o| o["uid"] == owner_uid)).cloned().collect();
             let kind = dependents.iter().flat_map(|d| d.owners.iter()).find(|o| o["uid"] == owner_uid).and_then(|o| o["kind"].as_str()).unwrap_or_default().to_owned();
-            (graph.owners.get(owner_uid).cloned(), dependents, graph.listed_kinds.contains(&kind))
+            // Dependents with dependents of their own (a Deployment's ReplicaSets own pods).
+            let owning: HashSet<String> = dependents.iter().filter(|d| graph.dependents.values().any(|other| other.owners.iter().any(|o| o["uid"] == d.uid.as_str()))).map(|d| d.uid.clone()).collect();
+            (graph.owners.get(owner_uid).cloned(), dependents, graph.listed_kinds.contains(&kind), owning)
         };
         match owner {
             None if kind_known => {
@@ -167,7 +171,10 @@ impl GarbageCollector {
                         self.send(Method::PATCH, &owner_path, json!({"metadata": {"finalizers": rest}}), "application/merge-patch+json").await;
                     } else {
                         for dependent in dependents {
-                            let options = json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"});
+                            // As Kubernetes: a dependent that owns others goes in the foreground
+                            // too, so the owner waits for the whole tree (Deployment → ReplicaSets → pods).
+                            let policy = if owning.contains(&dependent.uid) { "Foreground" } else { "Background" };
+                            let options = json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": policy});
                             self.send(Method::DELETE, &dependent.path, options, "application/json").await;
                         }
                     }

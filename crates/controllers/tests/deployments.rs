@@ -277,3 +277,38 @@ async fn foreground_deletion_keeps_the_owner_until_its_dependents_are_gone() {
     }
     eventually("the owner gone", || async { h.client.get(&format!("{RS}/fg")).await.is_err() }, |gone| *gone).await;
 }
+
+#[tokio::test]
+async fn a_deployment_deleted_in_the_foreground_waits_for_its_pods() {
+    let h = start().await;
+    let mut held = deployment("tree", 2, "v1");
+    // The finalizer holds the pods (as running containers would) until the test lets go.
+    held["spec"]["template"]["metadata"]["finalizers"] = json!(["test.tugboat.dev/hold"]);
+    h.client.create(DEPLOYMENTS, &held).await.unwrap();
+    let pods = eventually("2 pods", || async { h.client.get(&format!("{PODS}?labelSelector=app%3Dtree")).await.unwrap() }, |l| l["items"].as_array().unwrap().len() == 2).await;
+    let body = Bytes::from(json!({"propagationPolicy": "Foreground"}).to_string());
+    h.client.request(Method::DELETE, &format!("{DEPLOYMENTS}/tree"), Some(("application/json", body))).await.unwrap();
+    // The ReplicaSet is deleted in the foreground too: it waits for its pods, the Deployment for it.
+    let replica_set = eventually(
+        "the ReplicaSet deleted in the foreground",
+        || async { h.client.get(&format!("{RS}?labelSelector=app%3Dtree")).await.unwrap()["items"][0].clone() },
+        |rs| rs["metadata"]["finalizers"] == json!(["foregroundDeletion"]),
+    )
+    .await;
+    assert!(replica_set["metadata"]["deletionTimestamp"].is_string());
+    eventually(
+        "pods terminating",
+        || async { h.client.get(&format!("{PODS}?labelSelector=app%3Dtree")).await.unwrap() },
+        |l| l["items"].as_array().unwrap().iter().all(|p| p["metadata"]["deletionTimestamp"].is_string()),
+    )
+    .await;
+    let owner = h.client.get(&format!("{DEPLOYMENTS}/tree")).await.unwrap();
+    assert_eq!(owner["metadata"]["finalizers"], json!(["foregroundDeletion"]), "{owner:#}");
+
+    for pod in pods["items"].as_array().unwrap() {
+        merge_patch(&h.client, &format!("{PODS}/{}", pod["metadata"]["name"].as_str().unwrap()), json!({"metadata": {"finalizers": null}})).await;
+    }
+    eventually("the Deployment gone", || async { h.client.get(&format!("{DEPLOYMENTS}/tree")).await.is_err() }, |gone| *gone).await;
+    let left = h.client.get(&format!("{RS}?labelSelector=app%3Dtree")).await.unwrap();
+    assert!(left["items"].as_array().unwrap().is_empty(), "{left:#}");
+}

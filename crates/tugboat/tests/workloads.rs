@@ -206,6 +206,10 @@ fn deployments_scale_roll_out_within_bounds_pause_restart_and_roll_back() {
     let described = server.kubectl_ok(&["describe", "deployment", "web"]);
     assert!(described.contains("ScalingReplicaSet") && described.contains("Scaled up replica set web-"), "{described}");
     assert!(described.contains("NewReplicaSetAvailable"), "{described}");
+
+    // Deleted in the foreground, the Deployment waits for its ReplicaSets, which wait for their pods.
+    server.kubectl_ok(&["delete", "deployment", "web", "--cascade=foreground", "--timeout=60s"]);
+    assert_eq!(server.kubectl_ok(&["get", "pods,rs", "-l", "app=web", "-o", "name"]).trim(), "", "nothing outlives its Deployment");
 }
 
 #[test]
