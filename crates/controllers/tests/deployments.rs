@@ -312,3 +312,29 @@ async fn a_deployment_deleted_in_the_foreground_waits_for_its_pods() {
     let left = h.client.get(&format!("{RS}?labelSelector=app%3Dtree")).await.unwrap();
     assert!(left["items"].as_array().unwrap().is_empty(), "{left:#}");
 }
+
+#[tokio::test]
+async fn old_replica_sets_beyond_the_history_limit_go_once_a_rollout_completes() {
+    let h = start().await;
+    let mut limited = deployment("history", 1, "v1");
+    limited["spec"]["revisionHistoryLimit"] = json!(1);
+    h.client.create(DEPLOYMENTS, &limited).await.unwrap();
+    let path = format!("{DEPLOYMENTS}/history");
+    for image in ["v1", "v2", "v3"] {
+        if image != "v1" {
+            merge_patch(&h.client, &path, json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}})).await;
+        }
+        // The new pods turn ready as they come, until the rollout is complete.
+        eventually(
+            "a complete rollout",
+            || async {
+                make_ready(&h.client, "history").await;
+                h.client.get(&path).await.unwrap()
+            },
+            |d| d["status"]["observedGeneration"] == d["metadata"]["generation"] && condition(d, "Progressing")["reason"] == "NewReplicaSetAvailable" && d["status"]["replicas"] == 1,
+        )
+        .await;
+    }
+    let sets = eventually("one old ReplicaSet kept", || replica_sets(&h.client, "history"), |sets| sets.len() == 2).await;
+    assert_eq!(sets, [("v2".to_owned(), 0), ("v3".to_owned(), 1)]);
+}
