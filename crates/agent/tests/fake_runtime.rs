@@ -6,11 +6,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tugboat_agent::{AgentConfig, ApiClient};
-use tugboat_apiserver::{ApiConfig, ApiServer, Ipv4Cidr};
 use tugboat_client::Client;
 use tugboat_cri::FakeRuntime;
-use tugboat_pki::{write_kubeconfig, ClientIdentity, ClusterPki, Kubeconfig};
-use tugboat_store::{SqliteOptions, SqliteStore, Store};
 
 const NODE: &str = "fake-node";
 
@@ -21,35 +18,8 @@ struct Harness {
 }
 
 async fn start() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap());
-    let pki = ClusterPki::load_or_create(&dir.path().join("pki")).unwrap();
-    let serving = pki.serving_cert(&["127.0.0.1".into()]).unwrap();
-    let tls = Arc::new(pki.server_tls_config(&serving).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let config = ApiConfig {
-        advertise_address: address.to_string(),
-        secure_port: address.port(),
-        service_cidr: Ipv4Cidr::parse("10.43.0.0/16").unwrap(),
-        cluster_cidr: Ipv4Cidr::parse("10.42.0.0/16").unwrap(),
-        bookmark_interval: Duration::from_secs(60),
-        compaction_interval: Duration::from_secs(3600),
-        agent_client_tls: None,
-    };
-    let server = ApiServer::start(store, config).await.unwrap();
-    tokio::spawn(tugboat_apiserver::serve(server, listener, tls, std::future::pending()));
-    let admin = pki.client_cert("admin", &ClientIdentity { user: "admin", groups: &["system:masters"] }).unwrap();
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    let config = Kubeconfig {
-        server: format!("https://{address}"),
-        ca_pem: pki.ca_cert_pem.clone(),
-        client_cert_pem: Some(admin.cert_pem),
-        client_key_pem: Some(admin.key_pem),
-        token: None,
-    };
-    write_kubeconfig(&kubeconfig, &config).unwrap();
-    let client = Client::from_kubeconfig(&kubeconfig).unwrap();
+    let api = tugboat_testkit::in_process::start_api_server().await;
+    let (client, dir) = (api.client, api.dir);
     let runtime = Arc::new(FakeRuntime::new());
     runtime.add_image("busybox:1");
     let agent = AgentConfig {
@@ -61,7 +31,7 @@ async fn start() -> Harness {
         max_pods: 110,
         relist_interval: Duration::from_millis(50),
         cni_conf_dir: dir.path().join("cni"),
-        cluster_ca_pem: pki.ca_cert_pem.clone(),
+        cluster_ca_pem: api.ca_pem,
         registry_hosts_dir: None,
     };
     let agent_runtime = runtime.clone();

@@ -4,6 +4,7 @@
 //! Failures here panic with a message saying what to install or check: this crate only ever
 //! runs inside tests.
 
+pub mod in_process;
 pub mod registry;
 
 use std::net::TcpListener;
