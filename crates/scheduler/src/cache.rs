@@ -94,15 +94,53 @@ pub fn controller_uid(pod: &Pod) -> Option<String> {
     pod.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.uid.clone())
 }
 
+/// A pod's labels, compact and sorted by key: the scheduler keeps one per pod, and a map node
+/// per pod would cost more than everything else it keeps of it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Labels(Box<[(Box<str>, Box<str>)]>);
+
+impl Labels {
+    pub fn of(labels: Option<&BTreeMap<String, String>>) -> Self {
+        Labels(labels.into_iter().flatten().map(|(key, value)| (key.as_str().into(), value.as_str().into())).collect())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(key, value)| (&**key, &**value))
+    }
+
+    fn same_as(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        let other = labels.map_or(0, BTreeMap::len);
+        self.0.len() == other && self.iter().zip(labels.into_iter().flatten()).all(|((k, v), (k2, v2))| k == k2 && v == v2)
+    }
+}
+
+/// Label look-up over a pod's own labels or the cache's compact copy.
+pub trait LabelSource {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelSource for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl LabelSource for Labels {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &*self.0[i].1)
+    }
+}
+
 /// What the scheduler remembers of one bound (or assumed) pod: what it takes from its node, and
 /// what inter-pod affinity, topology spread and preemption read.
 #[derive(Debug)]
 pub struct PodInfo {
-    pub uid: String,
+    /// Shared by every index that names the pod.
+    pub uid: Arc<str>,
     pub namespace: String,
     pub name: String,
     pub node: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     pub priority: i32,
     pub resources: Resources,
     pub host_ports: Vec<(String, i32)>,
@@ -123,11 +161,11 @@ impl PodInfo {
             .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
             .unwrap_or_default();
         PodInfo {
-            uid: uid.to_owned(),
+            uid: Arc::from(uid),
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
             node: node.to_owned(),
-            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            labels: Labels::of(pod.metadata.labels.as_ref()),
             priority: priority(pod),
             resources: pod_requests(pod),
             host_ports: host_ports(pod),
@@ -142,11 +180,7 @@ impl PodInfo {
     /// Whether this still describes `pod` on `node` (a bound pod's spec only changes in what the
     /// scheduler does not read; its labels and deletion may change).
     fn describes(&self, pod: &Pod, node: &str) -> bool {
-        let labels_same = match &pod.metadata.labels {
-            Some(labels) => *labels == self.labels,
-            None => self.labels.is_empty(),
-        };
-        self.node == node && labels_same && self.terminating == pod.metadata.deletion_timestamp.is_some() && self.resources == pod_requests(pod)
+        self.node == node && self.labels.same_as(pod.metadata.labels.as_ref()) && self.terminating == pod.metadata.deletion_timestamp.is_some() && self.resources == pod_requests(pod)
     }
 }
 
@@ -173,7 +207,7 @@ pub struct NodeInfo {
     /// Pods per controller (owner UID), for spreading replicas.
     pub owner_counts: HashMap<String, usize>,
     /// The pods counted against the node, by UID (preemption picks victims among them).
-    pub pods: HashMap<String, Arc<PodInfo>>,
+    pub pods: HashMap<Arc<str>, Arc<PodInfo>>,
     pub nominated: Vec<Nomination>,
 }
 
@@ -246,12 +280,23 @@ impl NodeInfo {
 /// require a label of the pods they repel.
 #[derive(Default)]
 pub struct LabelIndex {
-    by_label: HashMap<String, HashMap<String, HashSet<String>>>,
+    by_label: HashMap<Box<str>, UidsByValue>,
 }
 
+type UidsByValue = HashMap<Box<str>, HashSet<Arc<str>>>;
+
 impl LabelIndex {
-    fn insert(&mut self, key: &str, value: &str, uid: &str) {
-        self.by_label.entry(key.to_owned()).or_default().entry(value.to_owned()).or_default().insert(uid.to_owned());
+    fn insert(&mut self, key: &str, value: &str, uid: &Arc<str>) {
+        if !self.by_label.contains_key(key) {
+            self.by_label.insert(key.into(), HashMap::new());
+        }
+        let Some(values) = self.by_label.get_mut(key) else { return };
+        if !values.contains_key(value) {
+            values.insert(value.into(), HashSet::new());
+        }
+        if let Some(uids) = values.get_mut(value) {
+            uids.insert(uid.clone());
+        }
     }
 
     fn remove(&mut self, key: &str, value: &str, uid: &str) {
@@ -269,7 +314,7 @@ impl LabelIndex {
     }
 
     /// The UIDs indexed under `key=value`.
-    pub fn with_label(&self, key: &str, value: &str) -> Option<&HashSet<String>> {
+    pub fn with_label(&self, key: &str, value: &str) -> Option<&HashSet<Arc<str>>> {
         self.by_label.get(key).and_then(|values| values.get(value))
     }
 }
@@ -280,7 +325,7 @@ impl LabelIndex {
 #[derive(Default)]
 pub struct AntiAffinityIndex {
     by_required_label: LabelIndex,
-    unindexed: HashSet<String>,
+    unindexed: HashSet<Arc<str>>,
 }
 
 impl AntiAffinityIndex {
@@ -303,7 +348,7 @@ impl AntiAffinityIndex {
     /// The UIDs of pods whose required anti-affinity might match a pod labelled `labels`.
     pub fn could_repel<'a>(&'a self, labels: &BTreeMap<String, String>) -> HashSet<&'a str> {
         let indexed = labels.iter().filter_map(|(key, value)| self.by_required_label.with_label(key, value)).flatten();
-        indexed.chain(&self.unindexed).map(String::as_str).collect()
+        indexed.chain(&self.unindexed).map(|uid| &**uid).collect()
     }
 }
 
@@ -337,7 +382,7 @@ impl Domains {
 pub struct Cache {
     pub nodes: BTreeMap<String, NodeInfo>,
     /// Every counted pod by UID.
-    pub pods: HashMap<String, Arc<PodInfo>>,
+    pub pods: HashMap<Arc<str>, Arc<PodInfo>>,
     pub labels: LabelIndex,
     /// Pods with required anti-affinity terms (each incoming pod checks those that could repel it).
     pub anti_affinity: AntiAffinityIndex,
@@ -381,11 +426,11 @@ impl Cache {
         self.forget(uid);
         let info = Arc::new(PodInfo::new(uid, pod, node));
         self.nodes.entry(node.to_owned()).or_insert_with(|| NodeInfo::new(node)).add_pod(&info);
-        for (key, value) in &info.labels {
-            self.labels.insert(key, value, uid);
+        for (key, value) in info.labels.iter() {
+            self.labels.insert(key, value, &info.uid);
         }
         self.anti_affinity.update(&info, true);
-        self.pods.insert(uid.to_owned(), info);
+        self.pods.insert(info.uid.clone(), info);
     }
 
     /// Stops counting a pod (deleted, finished, or a binding that failed), and drops its nomination.
@@ -395,7 +440,7 @@ impl Cache {
             if let Some(node) = self.nodes.get_mut(&old.node) {
                 node.remove_pod(&old);
             }
-            for (key, value) in &old.labels {
+            for (key, value) in old.labels.iter() {
                 self.labels.remove(key, value, uid);
             }
             self.anti_affinity.update(&old, false);

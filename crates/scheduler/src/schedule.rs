@@ -175,13 +175,15 @@ mod tests {
     #[test]
     #[ignore]
     fn throughput_with_5000_nodes_and_150000_pods() {
+        let resident_kib = || std::fs::read_to_string("/proc/self/status").ok().and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
+        let before = resident_kib();
         let mut cache = nodes(5000, 64_000);
         let started = Instant::now();
         for i in 0..150_000usize {
-            let existing = pod(&format!("existing-{i}"), json!({"app": format!("app-{}", i % 1000)}), "100m", json!({}));
+            let existing = pod(&format!("existing-{i}"), json!({"app": format!("app-{}", i % 1000), "tier": "backend"}), "100m", json!({}));
             cache.place(&format!("existing-{i}"), &existing, &format!("n{:05}", i % 5000));
         }
-        eprintln!("filled the cache in {:?}", started.elapsed());
+        eprintln!("filled the cache in {:?}; resident memory grew by {:?} MiB", started.elapsed(), resident_kib().zip(before).map(|(after, before)| after.saturating_sub(before) / 1024));
         let run = |cache: &mut Cache, label: &str, count: usize, make: &dyn Fn(usize) -> Pod| {
             let pods: Vec<(String, Pod)> = (0..count).map(|i| (format!("{label}-{i}"), make(i))).collect();
             let started = Instant::now();

@@ -6,7 +6,7 @@
 //! Invariant: a pod without affinity or spread terms, that no existing pod's required
 //! anti-affinity could match, costs nothing here (`PodTopology::build` answers `None`).
 
-use crate::cache::{Cache, NodeInfo, PodInfo};
+use crate::cache::{Cache, LabelSource, NodeInfo, PodInfo};
 use crate::plugins::node_affinity_matches;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// A label selector as Kubernetes evaluates it against labels (an empty selector matches all).
-pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    selector.match_labels.iter().flatten().all(|(key, value)| labels.get(key) == Some(value))
+pub fn selector_matches(selector: &LabelSelector, labels: &impl LabelSource) -> bool {
+    selector.match_labels.iter().flatten().all(|(key, value)| labels.label(key) == Some(value.as_str()))
         && selector.match_expressions.iter().flatten().all(|requirement| {
-            let value = labels.get(&requirement.key);
+            let value = labels.label(&requirement.key);
             let values = requirement.values.as_deref().unwrap_or_default();
             match requirement.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+                "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
                 "Exists" => value.is_some(),
                 "DoesNotExist" => value.is_none(),
                 _ => false,
@@ -53,7 +53,7 @@ impl<'a> PodMatcher<'a> {
         PodMatcher { selector: term.label_selector.as_ref(), namespaces }
     }
 
-    fn matches(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+    fn matches(&self, namespace: &str, labels: &impl LabelSource) -> bool {
         self.namespaces.as_ref().is_none_or(|n| n.contains(&namespace)) && self.selector.is_some_and(|s| selector_matches(s, labels))
     }
 }
@@ -261,7 +261,7 @@ impl<'a> PodTopology<'a> {
             .chain(self.preferred.iter().map(|(_, t)| t))
             .map(|t| t.matcher.selector)
             .chain(self.spread.iter().map(|s| s.selector));
-        let mut sources: Vec<&'c HashSet<String>> = Vec::new();
+        let mut sources: Vec<&'c HashSet<Arc<str>>> = Vec::new();
         for selector in selectors.flatten() {
             let narrowest = selector.match_labels.iter().flatten().map(|(key, value)| cache.labels.with_label(key, value)).min_by_key(|uids| uids.map_or(0, HashSet::len));
             match narrowest {
@@ -271,12 +271,12 @@ impl<'a> PodTopology<'a> {
                 Some(_) => {}
             }
         }
-        let lookup = |uid: &String| cache.pods.get(uid);
+        let lookup = |uid: &Arc<str>| cache.pods.get(uid);
         match sources.as_slice() {
             [single] => single.iter().filter_map(lookup).collect(),
             _ => {
                 let mut seen = HashSet::new();
-                sources.iter().flat_map(|uids| uids.iter()).filter(|uid| seen.insert(uid.as_str())).filter_map(lookup).collect()
+                sources.iter().flat_map(|uids| uids.iter()).filter(|uid| seen.insert(&***uid)).filter_map(lookup).collect()
             }
         }
     }
