@@ -534,8 +534,10 @@ impl DeploymentController {
         Ok(changed)
     }
 
-    /// Creates the ReplicaSet of the current template at `size` (Kubernetes' `getNewReplicaSet`).
-    async fn create_new_rs(&self, deployment: &Value, hash: &str, revision: i64, size: i64) -> Result<Value, ClientError> {
+    /// Creates the ReplicaSet of the current template at `size` (Kubernetes' `getNewReplicaSet`);
+    /// `None` when it exists already: the cache lags behind an earlier create, and the informer
+    /// brings it.
+    async fn create_new_rs(&self, deployment: &Value, hash: &str, revision: i64, size: i64, inputs: &mut StatusInputs) -> Result<Option<Value>, ClientError> {
         let spec = DeploymentSpec::of(deployment);
         let namespace = deployment["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
@@ -553,11 +555,16 @@ impl DeploymentController {
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": deployment["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]},
             "spec": {"replicas": size, "minReadySeconds": int(&deployment["spec"]["minReadySeconds"]), "selector": selector, "template": template},
         });
-        let created = self.client.create(&format!("/apis/apps/v1/namespaces/{namespace}/replicasets"), &rs).await?;
+        let created = match self.client.create(&format!("/apis/apps/v1/namespaces/{namespace}/replicasets"), &rs).await {
+            Ok(created) => created,
+            Err(ClientError::Status { code: StatusCode::CONFLICT, .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
         if size > 0 {
             self.event(deployment, format!("Scaled up replica set {name}-{hash} from 0 to {size}"));
         }
-        Ok(created)
+        inputs.new_rs_progress = Some((NEW_RS_CREATED, format!("Created new replica set \"{name}-{hash}\"")));
+        Ok(Some(created))
     }
 
     /// Brings an existing new ReplicaSet's annotations and minReadySeconds in line with the
@@ -673,31 +680,23 @@ impl DeploymentController {
                 && int(&status["observedGeneration"]) >= int(&deployment["metadata"]["generation"])
         };
         if spec.rolling {
-            let new_view = match (&new_rs, new_view) {
-                (Some(_), Some(view)) => view,
-                _ => {
+            let new_object = match new_rs.take() {
+                Some(rs) => rs,
+                None => {
                     let size = new_replicas(&spec, &ReplicaSetView::default(), &old_views);
-                    let rs = match self.create_new_rs(&deployment, &hash, next_revision, size).await {
-                        Ok(rs) => rs,
-                        // Our cache lags behind an earlier create: the informer brings it.
-                        Err(ClientError::Status { code: StatusCode::CONFLICT, .. }) => return Ok(None),
-                        Err(error) => return Err(error),
-                    };
-                    inputs.new_rs_progress = Some((NEW_RS_CREATED, format!("Created new replica set {:?}", rs["metadata"]["name"].as_str().unwrap_or_default())));
-                    let view = ReplicaSetView::of(&rs);
-                    new_rs = Some(rs);
-                    view
+                    let Some(created) = self.create_new_rs(&deployment, &hash, next_revision, size, &mut inputs).await? else { return Ok(None) };
+                    created
                 }
             };
-            let Some(new_object) = new_rs.as_ref() else { return Ok(None) };
+            let new_view = ReplicaSetView::of(&new_object);
             let size = new_replicas(&spec, &new_view, &old_views);
-            if size != new_view.spec && self.scale(&deployment, new_object, size).await? {
-                return self.update_status(&deployment, new_rs.as_ref(), &old, inputs).await;
+            if size != new_view.spec && self.scale(&deployment, &new_object, size).await? {
+                return self.update_status(&deployment, Some(&new_object), &old, inputs).await;
             }
-            let shrink = old_scale_down(&spec, &new_view, &old_views);
-            if self.scale_all(&deployment, &old, &shrink).await? {
-                return self.update_status(&deployment, new_rs.as_ref(), &old, inputs).await;
+            if self.scale_all(&deployment, &old, &old_scale_down(&spec, &new_view, &old_views)).await? {
+                return self.update_status(&deployment, Some(&new_object), &old, inputs).await;
             }
+            new_rs = Some(new_object);
         } else {
             let empty_old: Vec<(String, i64)> = old_views.iter().filter(|rs| rs.active()).map(|rs| (rs.name.clone(), 0)).collect();
             if self.scale_all(&deployment, &old, &empty_old).await? {
@@ -711,14 +710,10 @@ impl DeploymentController {
                 Some(rs) => {
                     self.scale(&deployment, rs, spec.replicas).await?;
                 }
-                None => match self.create_new_rs(&deployment, &hash, next_revision, spec.replicas).await {
-                    Ok(rs) => {
-                        inputs.new_rs_progress = Some((NEW_RS_CREATED, format!("Created new replica set {:?}", rs["metadata"]["name"].as_str().unwrap_or_default())));
-                        new_rs = Some(rs);
-                    }
-                    Err(ClientError::Status { code: StatusCode::CONFLICT, .. }) => return Ok(None),
-                    Err(error) => return Err(error),
-                },
+                None => {
+                    let Some(created) = self.create_new_rs(&deployment, &hash, next_revision, spec.replicas, &mut inputs).await? else { return Ok(None) };
+                    new_rs = Some(created);
+                }
             }
         }
         if was_complete {
