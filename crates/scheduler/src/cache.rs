@@ -5,7 +5,7 @@
 //! decision, not from the moment the API server confirms the binding — so a burst never
 //! overcommits a node.
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint};
+use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tugboat_api::quantity;
@@ -147,19 +147,32 @@ pub struct PodInfo {
     pub owner: Option<String>,
     /// The pod's required anti-affinity terms: they keep matching pods away from it (symmetry).
     pub required_anti_affinity: Vec<PodAffinityTerm>,
+    /// The pod's terms that draw (positive weight) or push (negative) matching pods in scoring:
+    /// preferred affinity and anti-affinity, and required affinity with Kubernetes' default
+    /// hardPodAffinityWeight of 1.
+    pub scoring_terms: Vec<(i64, PodAffinityTerm)>,
     /// Deletion has begun (the agent removes the object when the containers are gone).
     pub terminating: bool,
 }
 
 impl PodInfo {
     pub fn new(uid: &str, pod: &Pod, node: &str) -> Self {
-        let required_anti_affinity = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.affinity.as_ref())
-            .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
-            .unwrap_or_default();
+        let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let pod_anti_affinity = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        let required_anti_affinity = pod_anti_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.clone()).unwrap_or_default();
+        fn weighted(terms: Option<&Vec<WeightedPodAffinityTerm>>, sign: i64) -> impl Iterator<Item = (i64, PodAffinityTerm)> + '_ {
+            terms.into_iter().flatten().map(move |t| (sign * i64::from(t.weight), t.pod_affinity_term.clone()))
+        }
+        const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
+        let scoring_terms = pod_affinity
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|t| (HARD_POD_AFFINITY_WEIGHT, t.clone()))
+            .chain(weighted(pod_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()), 1))
+            .chain(weighted(pod_anti_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()), -1))
+            .collect();
         PodInfo {
             uid: Arc::from(uid),
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
@@ -171,6 +184,7 @@ impl PodInfo {
             host_ports: host_ports(pod),
             owner: controller_uid(pod),
             required_anti_affinity,
+            scoring_terms,
             terminating: pod.metadata.deletion_timestamp.is_some(),
         }
     }
@@ -319,18 +333,18 @@ impl LabelIndex {
     }
 }
 
-/// Pods with required anti-affinity terms, so an incoming pod checks only those that could repel
-/// it: a term whose selector has `matchLabels` is indexed under one of those labels (a pod
+/// Pods with some kind of inter-pod term, so an incoming pod checks only those whose terms could
+/// match it: a term whose selector has `matchLabels` is indexed under one of those labels (a pod
 /// without that label cannot match); other terms are checked against every pod.
 #[derive(Default)]
-pub struct AntiAffinityIndex {
+pub struct TermIndex {
     by_required_label: LabelIndex,
     unindexed: HashSet<Arc<str>>,
 }
 
-impl AntiAffinityIndex {
-    fn update(&mut self, pod: &PodInfo, insert: bool) {
-        for term in &pod.required_anti_affinity {
+impl TermIndex {
+    fn update<'t>(&mut self, pod: &PodInfo, terms: impl Iterator<Item = &'t PodAffinityTerm>, insert: bool) {
+        for term in terms {
             let required = term.label_selector.as_ref().and_then(|s| s.match_labels.as_ref()).and_then(|labels| labels.iter().next());
             match (required, insert) {
                 (Some((key, value)), true) => self.by_required_label.insert(key, value, &pod.uid),
@@ -345,8 +359,8 @@ impl AntiAffinityIndex {
         }
     }
 
-    /// The UIDs of pods whose required anti-affinity might match a pod labelled `labels`.
-    pub fn could_repel<'a>(&'a self, labels: &BTreeMap<String, String>) -> HashSet<&'a str> {
+    /// The UIDs of pods whose indexed terms might match a pod labelled `labels`.
+    pub fn could_match<'a>(&'a self, labels: &BTreeMap<String, String>) -> HashSet<&'a str> {
         let indexed = labels.iter().filter_map(|(key, value)| self.by_required_label.with_label(key, value)).flatten();
         indexed.chain(&self.unindexed).map(|uid| &**uid).collect()
     }
@@ -385,7 +399,9 @@ pub struct Cache {
     pub pods: HashMap<Arc<str>, Arc<PodInfo>>,
     pub labels: LabelIndex,
     /// Pods with required anti-affinity terms (each incoming pod checks those that could repel it).
-    pub anti_affinity: AntiAffinityIndex,
+    pub anti_affinity: TermIndex,
+    /// Pods with terms that score incoming pods (see `PodInfo::scoring_terms`).
+    pub scoring_terms: TermIndex,
     pub domains: Domains,
     /// Nominated node per preemptor UID.
     nominations: HashMap<String, String>,
@@ -429,7 +445,8 @@ impl Cache {
         for (key, value) in info.labels.iter() {
             self.labels.insert(key, value, &info.uid);
         }
-        self.anti_affinity.update(&info, true);
+        self.anti_affinity.update(&info, info.required_anti_affinity.iter(), true);
+        self.scoring_terms.update(&info, info.scoring_terms.iter().map(|(_, t)| t), true);
         self.pods.insert(info.uid.clone(), info);
     }
 
@@ -443,7 +460,8 @@ impl Cache {
             for (key, value) in old.labels.iter() {
                 self.labels.remove(key, value, uid);
             }
-            self.anti_affinity.update(&old, false);
+            self.anti_affinity.update(&old, old.required_anti_affinity.iter(), false);
+            self.scoring_terms.update(&old, old.scoring_terms.iter().map(|(_, t)| t), false);
         }
     }
 

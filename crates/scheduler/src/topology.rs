@@ -184,8 +184,9 @@ impl<'a> PodTopology<'a> {
         let empty = BTreeMap::new();
         let own_labels = labels.unwrap_or(&empty);
         let spread: Vec<Spread> = spec.topology_spread_constraints.iter().flatten().map(|c| spread_of(c, own_labels)).collect();
-        let repelling = cache.anti_affinity.could_repel(own_labels);
-        if required_affinity.is_empty() && required_anti_affinity.is_empty() && preferred.is_empty() && spread.is_empty() && repelling.is_empty() {
+        let repelling = cache.anti_affinity.could_match(own_labels);
+        let attracting = cache.scoring_terms.could_match(own_labels);
+        if required_affinity.is_empty() && required_anti_affinity.is_empty() && preferred.is_empty() && spread.is_empty() && repelling.is_empty() && attracting.is_empty() {
             return None;
         }
         let matches_own_affinity = required_affinity.iter().all(|t| t.matcher.matches(namespace, own_labels));
@@ -213,6 +214,17 @@ impl<'a> PodTopology<'a> {
             if let Some(pod) = cache.pods.get(uid) {
                 if let Some(node) = cache.nodes.get(&pod.node) {
                     topology.count_existing_anti_affinity(pod, node, pod.namespace.as_str(), own_labels, 1);
+                }
+            }
+        }
+        // Symmetry in scoring: existing pods' terms that match the incoming pod weigh too.
+        for uid in attracting {
+            let Some(pod) = cache.pods.get(uid) else { continue };
+            let Some(node) = cache.nodes.get(&pod.node) else { continue };
+            for (weight, term) in &pod.scoring_terms {
+                let matcher = PodMatcher::of_term(term, &pod.namespace);
+                if let Some(value) = node.labels.get(&term.topology_key).filter(|_| matcher.matches(namespace, own_labels)) {
+                    topology.preferred_weights.add(&term.topology_key, value, *weight);
                 }
             }
         }
@@ -389,7 +401,7 @@ impl<'a> PodTopology<'a> {
     }
 
     pub fn has_preferred(&self) -> bool {
-        !self.preferred.is_empty()
+        !self.preferred_weights.0.is_empty()
     }
 }
 
@@ -522,6 +534,15 @@ mod tests {
         for attempt in 0..4 {
             let soft = pod(&format!("soft-{attempt}"), json!({"app": "web"}), "0", spread("web", "ScheduleAnyway", json!({})));
             assert!(matches!(decide(&mut cache, "soft", &soft), Decision::Fits(node) if node == "n2"));
+        }
+        // Symmetry: an existing pod's preferred affinity draws matching pods to it too.
+        let mut cache = crate::test_support::cache(&[("n1", "a"), ("n2", "b")], 4000);
+        let drawing = json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
+            "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "client"}}, "topologyKey": "kubernetes.io/hostname"}}]}}});
+        place(&mut cache, &pod("server", json!({"app": "server"}), "0", drawing), "n1");
+        for attempt in 0..4 {
+            let client = pod(&format!("client-{attempt}"), json!({"app": "client"}), "0", json!({}));
+            assert!(matches!(decide(&mut cache, "client", &client), Decision::Fits(node) if node == "n1"));
         }
         let mut cache = crate::test_support::cache(&[("n1", "a"), ("n2", "b")], 4000);
         place(&mut cache, &pod("cache-1", json!({"app": "cache"}), "0", json!({})), "n2");
