@@ -5,7 +5,7 @@
 //! decision, not from the moment the API server confirms the binding — so a burst never
 //! overcommits a node.
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tugboat_api::quantity;
@@ -392,6 +392,9 @@ impl Domains {
     }
 }
 
+/// Namespaces' labels by name, for terms with a `namespaceSelector`.
+pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
+
 #[derive(Default)]
 pub struct Cache {
     pub nodes: BTreeMap<String, NodeInfo>,
@@ -403,6 +406,7 @@ pub struct Cache {
     /// Pods with terms that score incoming pods (see `PodInfo::scoring_terms`).
     pub scoring_terms: TermIndex,
     pub domains: Domains,
+    pub namespaces: NamespaceLabels,
     /// Nominated node per preemptor UID.
     nominations: HashMap<String, String>,
     /// Where the next pod's search starts (round robin over nodes, as kube-scheduler does).
@@ -431,6 +435,17 @@ impl Cache {
         if let Some(info) = self.nodes.remove(name) {
             self.domains.count(&info.labels, -1);
         }
+    }
+
+    /// Adds or updates a namespace; answers whether its labels changed.
+    pub fn set_namespace(&mut self, namespace: &Namespace) -> bool {
+        let name = namespace.metadata.name.clone().unwrap_or_default();
+        let labels = namespace.metadata.labels.clone().unwrap_or_default();
+        self.namespaces.insert(name, labels.clone()) != Some(labels)
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
     }
 
     /// Counts `pod` (by UID) against `node`, replacing whatever it was counted as before.

@@ -25,7 +25,7 @@ mod topology;
 use bytes::Bytes;
 use cache::Cache;
 use http::Method;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use serde_json::json;
 use preemption::Preemption;
 use queue::ActiveQueue;
@@ -149,6 +149,21 @@ impl Scheduler {
             false
         } else {
             state.cache.set_node(&node)
+        };
+        if changed {
+            state.retry_unschedulable();
+            self.wake.notify_one();
+        }
+    }
+
+    /// Namespaces' labels matter to affinity terms with a namespaceSelector.
+    fn on_namespace(&self, kind: &str, namespace: Namespace) {
+        let mut state = self.lock();
+        let changed = if kind == "DELETED" {
+            state.cache.remove_namespace(namespace.metadata.name.as_deref().unwrap_or_default());
+            false
+        } else {
+            state.cache.set_namespace(&namespace)
         };
         if changed {
             state.retry_unschedulable();
@@ -313,6 +328,10 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
         let scheduler = scheduler.clone();
         tokio::spawn(async move { tugboat_client::inform::<Node>(&scheduler.client.clone(), "/api/v1/nodes", |kind, node| scheduler.on_node(kind, node)).await })
     };
+    let namespaces = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move { tugboat_client::inform::<Namespace>(&scheduler.client.clone(), "/api/v1/namespaces", |kind, namespace| scheduler.on_namespace(kind, namespace)).await })
+    };
     let pods = {
         let scheduler = scheduler.clone();
         tokio::spawn(async move { tugboat_client::inform::<Pod>(&scheduler.client.clone(), "/api/v1/pods", |kind, pod| scheduler.on_pod(kind, pod)).await })
@@ -333,6 +352,7 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
     };
     shutdown.await;
     nodes.abort();
+    namespaces.abort();
     pods.abort();
     worker.abort();
 }

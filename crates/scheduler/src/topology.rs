@@ -6,7 +6,7 @@
 //! Invariant: a pod without affinity or spread terms, that no existing pod's required
 //! anti-affinity could match, costs nothing here (`PodTopology::build` answers `None`).
 
-use crate::cache::{Cache, LabelSource, NodeInfo, PodInfo};
+use crate::cache::{Cache, LabelSource, NamespaceLabels, NodeInfo, PodInfo};
 use crate::plugins::node_affinity_matches;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -34,27 +34,40 @@ pub fn selector_matches(selector: &LabelSelector, labels: &impl LabelSource) -> 
 struct PodMatcher<'a> {
     /// None matches no pod (Kubernetes: a nil selector selects nothing).
     selector: Option<&'a LabelSelector>,
-    /// None: every namespace.
-    namespaces: Option<Vec<&'a str>>,
+    scope: NamespaceScope<'a>,
+}
+
+#[derive(Clone)]
+enum NamespaceScope<'a> {
+    All,
+    Listed(Vec<&'a str>),
+    /// The listed namespaces and those whose labels the selector matches.
+    ListedOrSelected(Vec<&'a str>, &'a LabelSelector, &'a NamespaceLabels),
 }
 
 impl<'a> PodMatcher<'a> {
-    /// `namespaces` and an empty `namespaceSelector` (all namespaces) are honoured; with neither,
-    /// the term is about the owning pod's namespace. A non-empty `namespaceSelector` would need
-    /// the namespaces' labels, which the scheduler does not watch: it adds no namespace.
-    fn of_term(term: &'a PodAffinityTerm, own_namespace: &'a str) -> Self {
+    /// Kubernetes' rule: the term's `namespaces` plus those its `namespaceSelector` selects (an
+    /// empty selector selects all); with neither, the owning pod's namespace.
+    fn of_term(term: &'a PodAffinityTerm, own_namespace: &'a str, namespace_labels: &'a NamespaceLabels) -> Self {
         let listed: Vec<&str> = term.namespaces.iter().flatten().map(String::as_str).collect();
-        let namespaces = match &term.namespace_selector {
-            Some(selector) if selector.match_labels.as_ref().is_none_or(|m| m.is_empty()) && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty()) => None,
-            Some(_) => Some(listed),
-            None if listed.is_empty() => Some(vec![own_namespace]),
-            None => Some(listed),
+        let scope = match &term.namespace_selector {
+            Some(selector) if selector.match_labels.as_ref().is_none_or(|m| m.is_empty()) && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty()) => NamespaceScope::All,
+            Some(selector) => NamespaceScope::ListedOrSelected(listed, selector, namespace_labels),
+            None if listed.is_empty() => NamespaceScope::Listed(vec![own_namespace]),
+            None => NamespaceScope::Listed(listed),
         };
-        PodMatcher { selector: term.label_selector.as_ref(), namespaces }
+        PodMatcher { selector: term.label_selector.as_ref(), scope }
     }
 
     fn matches(&self, namespace: &str, labels: &impl LabelSource) -> bool {
-        self.namespaces.as_ref().is_none_or(|n| n.contains(&namespace)) && self.selector.is_some_and(|s| selector_matches(s, labels))
+        let in_scope = match &self.scope {
+            NamespaceScope::All => true,
+            NamespaceScope::Listed(listed) => listed.contains(&namespace),
+            NamespaceScope::ListedOrSelected(listed, selector, namespace_labels) => {
+                listed.contains(&namespace) || namespace_labels.get(namespace).is_some_and(|l| selector_matches(selector, l))
+            }
+        };
+        in_scope && self.selector.is_some_and(|s| selector_matches(s, labels))
     }
 }
 
@@ -147,6 +160,7 @@ pub enum TopologyFailure {
 pub struct PodTopology<'a> {
     spec: &'a PodSpec,
     namespace: &'a str,
+    namespace_labels: &'a NamespaceLabels,
     required_affinity: Vec<Term<'a>>,
     required_anti_affinity: Vec<Term<'a>>,
     /// Preferred terms with their weight (negative for anti-affinity).
@@ -168,12 +182,13 @@ pub struct PodTopology<'a> {
 
 impl<'a> PodTopology<'a> {
     /// The attempt's counts, or None when nothing here can affect the pod.
-    pub fn build(cache: &Cache, pod: &'a Pod) -> Option<Self> {
+    pub fn build(cache: &'a Cache, pod: &'a Pod) -> Option<Self> {
         let spec = pod.spec.as_ref()?;
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
         let labels = pod.metadata.labels.as_ref();
         let affinity = spec.affinity.as_ref();
-        let term = |t: &'a PodAffinityTerm| Term { matcher: PodMatcher::of_term(t, namespace), key: t.topology_key.as_str() };
+        let namespace_labels = &cache.namespaces;
+        let term = |t: &'a PodAffinityTerm| Term { matcher: PodMatcher::of_term(t, namespace, namespace_labels), key: t.topology_key.as_str() };
         let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
         let pod_anti_affinity = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
         let required_affinity: Vec<Term> = pod_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()).into_iter().flatten().map(term).collect();
@@ -193,6 +208,7 @@ impl<'a> PodTopology<'a> {
         let mut topology = PodTopology {
             spec,
             namespace,
+            namespace_labels,
             required_affinity,
             required_anti_affinity,
             preferred,
@@ -222,7 +238,7 @@ impl<'a> PodTopology<'a> {
             let Some(pod) = cache.pods.get(uid) else { continue };
             let Some(node) = cache.nodes.get(&pod.node) else { continue };
             for (weight, term) in &pod.scoring_terms {
-                let matcher = PodMatcher::of_term(term, &pod.namespace);
+                let matcher = PodMatcher::of_term(term, &pod.namespace, namespace_labels);
                 if let Some(value) = node.labels.get(&term.topology_key).filter(|_| matcher.matches(namespace, own_labels)) {
                     topology.preferred_weights.add(&term.topology_key, value, *weight);
                 }
@@ -328,7 +344,7 @@ impl<'a> PodTopology<'a> {
     /// Counts an existing pod's required anti-affinity terms that match the incoming pod.
     fn count_existing_anti_affinity(&mut self, pod: &PodInfo, node: &NodeInfo, pod_namespace: &str, incoming_labels: &BTreeMap<String, String>, delta: i64) {
         for term in &pod.required_anti_affinity {
-            let matcher = PodMatcher::of_term(term, pod_namespace);
+            let matcher = PodMatcher::of_term(term, pod_namespace, self.namespace_labels);
             if let Some(value) = node.labels.get(&term.topology_key).filter(|_| matcher.matches(self.namespace, incoming_labels)) {
                 self.existing_anti_affinity_counts.add(&term.topology_key, value, delta);
             }
@@ -464,6 +480,31 @@ mod tests {
         let mut elsewhere = by_zone.clone();
         elsewhere.metadata.namespace = Some("other".into());
         assert_eq!(verdicts(&cache, &elsewhere), [Ok(()), Ok(()), Ok(())]);
+    }
+
+    #[test]
+    fn terms_reach_namespaces_by_list_and_by_selector() {
+        let mut cache = cache(&THREE_NODES, 4000);
+        let namespace = |name: &str, labels: Value| serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+        cache.set_namespace(&namespace("team-a", json!({"team": "a"})));
+        cache.set_namespace(&namespace("team-b", json!({"team": "b"})));
+        let mut web_of = |name: &str, ns: &str, node: &str| {
+            let mut existing = pod(name, json!({"app": "web"}), "100m", json!({}));
+            existing.metadata.namespace = Some(ns.into());
+            place(&mut cache, &existing, node);
+        };
+        web_of("web-a", "team-a", "n1");
+        web_of("web-b", "team-b", "n3");
+        let with_scope = |scope: Value| {
+            let mut term = json!({"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"});
+            term.as_object_mut().unwrap().extend(scope.as_object().unwrap().clone());
+            pod("incoming", json!({"app": "web"}), "100m", json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}}))
+        };
+        let hit = Err(TopologyFailure::PodAntiAffinity);
+        assert_eq!(verdicts(&cache, &with_scope(json!({}))), [Ok(()), Ok(()), Ok(())], "only its own namespace by default");
+        assert_eq!(verdicts(&cache, &with_scope(json!({"namespaces": ["team-b"]}))), [Ok(()), Ok(()), hit]);
+        assert_eq!(verdicts(&cache, &with_scope(json!({"namespaceSelector": {"matchLabels": {"team": "a"}}}))), [hit, Ok(()), Ok(())]);
+        assert_eq!(verdicts(&cache, &with_scope(json!({"namespaceSelector": {}}))), [hit, Ok(()), hit], "an empty selector: all namespaces");
     }
 
     #[test]
