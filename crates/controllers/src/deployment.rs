@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 use tugboat_client::{Client, ClientError};
 
 use crate::events;
+use crate::runtime::{Change, SharedInformers};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -768,48 +769,47 @@ fn copied_annotations(deployment: &Value) -> serde_json::Map<String, Value> {
     copied
 }
 
-/// Runs the Deployment controller until `shutdown` resolves.
-pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
-    let controller = Arc::new(DeploymentController { client: client.clone(), state: Mutex::default(), wake: Notify::new() });
+/// Runs the Deployment controller on the controller manager's shared informers until `shutdown`
+/// resolves.
+pub async fn run(informers: &SharedInformers, shutdown: impl std::future::Future<Output = ()>) {
+    let controller = Arc::new(DeploymentController { client: informers.client().clone(), state: Mutex::default(), wake: Notify::new() });
     let mut tasks = tokio::task::JoinSet::new();
-    {
-        let c = controller.clone();
-        tasks.spawn(async move {
-            tugboat_client::inform::<Value>(&c.client.clone(), "/apis/apps/v1/deployments", |event, object| {
-                let key = object_key(&object);
-                let mut state = c.lock();
-                if event == "DELETED" {
-                    state.deployments.remove(&key);
-                    state.later.remove(&key);
-                } else {
-                    state.deployments.insert(key.clone(), object);
-                    state.dirty.insert(key);
-                }
-                c.wake.notify_one();
-            })
-            .await
-        });
-    }
-    {
-        let c = controller.clone();
-        tasks.spawn(async move {
-            tugboat_client::inform::<Value>(&c.client.clone(), "/apis/apps/v1/replicasets", |event, object| {
-                let key = object_key(&object);
-                let owner = DeploymentController::owner_key(&object);
-                let mut state = c.lock();
-                if event == "DELETED" {
-                    state.replica_sets.remove(&key);
-                } else {
-                    state.replica_sets.insert(key, object);
-                }
-                if let Some(owner) = owner {
-                    state.dirty.insert(owner);
-                }
-                c.wake.notify_one();
-            })
-            .await
-        });
-    }
+    let c = controller.clone();
+    informers.subscribe(
+        "/apis/apps/v1/deployments",
+        Arc::new(move |change: &Change| {
+            let (event, object) = change.event();
+            let key = object_key(object);
+            let mut state = c.lock();
+            if event == "DELETED" {
+                state.deployments.remove(&key);
+                state.later.remove(&key);
+            } else {
+                state.deployments.insert(key.clone(), (**object).clone());
+                state.dirty.insert(key);
+            }
+            c.wake.notify_one();
+        }),
+    );
+    let c = controller.clone();
+    informers.subscribe(
+        "/apis/apps/v1/replicasets",
+        Arc::new(move |change: &Change| {
+            let (event, object) = change.event();
+            let key = object_key(object);
+            let owner = DeploymentController::owner_key(object);
+            let mut state = c.lock();
+            if event == "DELETED" {
+                state.replica_sets.remove(&key);
+            } else {
+                state.replica_sets.insert(key, (**object).clone());
+            }
+            if let Some(owner) = owner {
+                state.dirty.insert(owner);
+            }
+            c.wake.notify_one();
+        }),
+    );
     let worker = controller.clone();
     tasks.spawn(async move {
         loop {

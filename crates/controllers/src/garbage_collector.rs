@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tugboat_client::Client;
 
+use crate::runtime::{Change, SharedInformers};
+
 const ORPHAN: &str = "orphan";
 const FOREGROUND: &str = "foregroundDeletion";
 
@@ -54,7 +56,7 @@ fn owner_path(reference: &Value, namespace: &str) -> Option<String> {
 #[derive(Default)]
 struct Graph {
     /// Live owners by UID: (kind, object), and which owner kinds have been listed at least once.
-    owners: HashMap<String, (String, Value)>,
+    owners: HashMap<String, (String, Arc<Value>)>,
     listed_kinds: HashSet<String>,
     /// Dependents by UID.
     dependents: HashMap<String, Dependent>,
@@ -83,7 +85,7 @@ impl GarbageCollector {
         self.graph.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn on_owner(&self, kind: &str, event: &str, object: Value) {
+    fn on_owner(&self, kind: &str, event: &str, object: Arc<Value>) {
         let mut graph = self.lock();
         let id = uid(&object);
         if event == "DELETED" {
@@ -96,7 +98,7 @@ impl GarbageCollector {
         self.wake.notify_one();
     }
 
-    fn on_dependent(&self, template: &str, event: &str, object: Value) {
+    fn on_dependent(&self, template: &str, event: &str, object: &Value) {
         let mut graph = self.lock();
         let id = uid(&object);
         let owners: Vec<Value> = object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
@@ -107,7 +109,7 @@ impl GarbageCollector {
             graph.dependents.remove(&id);
         } else if !owners.is_empty() {
             let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
-            graph.dependents.insert(id.clone(), Dependent { uid: id, path: object_path(template, &object), namespace, owners });
+            graph.dependents.insert(id.clone(), Dependent { uid: id, path: object_path(template, object), namespace, owners });
         } else {
             graph.dependents.remove(&id);
         }
@@ -184,17 +186,30 @@ impl GarbageCollector {
     }
 }
 
-/// Runs the garbage collector until `shutdown` resolves.
-pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
-    let collector = Arc::new(GarbageCollector { client: client.clone(), graph: Mutex::default(), wake: Notify::new() });
+/// Runs the garbage collector on the controller manager's shared informers until `shutdown`
+/// resolves.
+pub async fn run(informers: &SharedInformers, shutdown: impl std::future::Future<Output = ()>) {
+    let collector = Arc::new(GarbageCollector { client: informers.client().clone(), graph: Mutex::default(), wake: Notify::new() });
     let mut tasks = tokio::task::JoinSet::new();
     for (_, kind, collection) in OWNERS {
         let collector = collector.clone();
-        tasks.spawn(async move { tugboat_client::inform::<Value>(&collector.client.clone(), collection, |event, object| collector.on_owner(kind, event, object)).await });
+        informers.subscribe(
+            collection,
+            Arc::new(move |change: &Change| {
+                let (event, object) = change.event();
+                collector.on_owner(kind, event, object.clone());
+            }),
+        );
     }
     for (collection, template) in DEPENDENTS {
         let collector = collector.clone();
-        tasks.spawn(async move { tugboat_client::inform::<Value>(&collector.client.clone(), collection, |event, object| collector.on_dependent(template, event, object)).await });
+        informers.subscribe(
+            collection,
+            Arc::new(move |change: &Change| {
+                let (event, object) = change.event();
+                collector.on_dependent(template, event, object);
+            }),
+        );
     }
     let worker = collector.clone();
     tasks.spawn(async move {

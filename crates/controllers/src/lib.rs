@@ -35,25 +35,22 @@ pub enum ControllerError {
     Invalid(&'static str),
 }
 
-/// Runs the ReplicaSet controller with `workers` workers until `shutdown` completes.
-pub async fn run_replica_sets(client: Client, workers: usize, shutdown: impl Future<Output = ()>) {
-    ReplicaController::run(client, &REPLICA_SET, workers, shutdown).await;
-}
-
-/// Runs the ReplicationController controller with `workers` workers until `shutdown` completes.
-pub async fn run_replication_controllers(client: Client, workers: usize, shutdown: impl Future<Output = ()>) {
-    ReplicaController::run(client, &REPLICATION_CONTROLLER, workers, shutdown).await;
-}
-
-/// Runs both controllers until `shutdown` completes.
+/// Runs the ReplicaSet and ReplicationController controllers on their own informers until
+/// `shutdown` completes.
 pub async fn run(client: Client, workers: usize, shutdown: impl Future<Output = ()>) {
+    run_replicas(&shared_informers(&client), workers, shutdown).await;
+}
+
+/// Runs the ReplicaSet and ReplicationController controllers on `informers` until `shutdown`
+/// completes.
+pub async fn run_replicas(informers: &runtime::SharedInformers, workers: usize, shutdown: impl Future<Output = ()>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         // An error means the sender is gone, which also means stop.
         let _ = receiver.wait_for(|s| *s).await;
     };
-    let replica_sets = run_replica_sets(client.clone(), workers, wait(stopped.clone()));
-    let replication_controllers = run_replication_controllers(client, workers, wait(stopped));
+    let replica_sets = ReplicaController::run_shared(informers, &REPLICA_SET, workers, wait(stopped.clone()));
+    let replication_controllers = ReplicaController::run_shared(informers, &REPLICATION_CONTROLLER, workers, wait(stopped));
     let controllers = futures::future::join(replica_sets, replication_controllers);
     tokio::pin!(controllers);
     tokio::select! {
@@ -109,9 +106,9 @@ pub async fn run_all(client: Client, options: ControllerOptions, shutdown: impl 
         let _ = receiver.wait_for(|s| *s).await;
     };
     let all = futures::future::join5(
-        run(client.clone(), options.workers, wait(stopped.clone())),
-        deployment::run(client.clone(), wait(stopped.clone())),
-        garbage_collector::run(client.clone(), wait(stopped.clone())),
+        run_replicas(&informers, options.workers, wait(stopped.clone())),
+        deployment::run(&informers, wait(stopped.clone())),
+        garbage_collector::run(&informers, wait(stopped.clone())),
         service_accounts::run(client.clone(), wait(stopped.clone())),
         node_lifecycle::run(client, &informers, options.node_monitor_grace_period, options.node_eviction_rate, wait(stopped)),
     );

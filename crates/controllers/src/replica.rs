@@ -12,7 +12,7 @@ use tugboat_client::{Client, ClientError};
 
 use crate::expectations::Expectations;
 use crate::pods::{availability, deletion_order, is_active, is_ready};
-use crate::runtime::{object_key, split_key, Cache, Change, Informer, WorkQueue};
+use crate::runtime::{object_key, split_key, Cache, Change, SharedInformers, WorkQueue};
 use crate::selector::Selector;
 use crate::ControllerError;
 
@@ -91,7 +91,7 @@ fn controller_reference(pod: &Value) -> Option<&Value> {
 /// Tuning for tests.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Delay every pod watch event by this much (see [`Informer::with_lag`]).
+    /// Delay every pod watch event by this much (see [`crate::runtime::Informer::with_lag`]).
     pub pod_cache_lag: Duration,
 }
 
@@ -111,27 +111,30 @@ impl ReplicaController {
     }
 
     pub async fn run_with(client: Client, kind: &'static OwnerKind, workers: usize, options: Options, shutdown: impl Future<Output = ()>) {
+        let informers = crate::shared_informers(&client).with_lag(crate::PODS, options.pod_cache_lag);
+        Self::run_shared(&informers, kind, workers, shutdown).await;
+    }
+
+    /// Runs on the controller manager's shared informers until `shutdown` completes.
+    pub async fn run_shared(informers: &SharedInformers, kind: &'static OwnerKind, workers: usize, shutdown: impl Future<Output = ()>) {
+        let owners_path = format!("{}/{}", kind.api_prefix, kind.resource);
         let controller = Arc::new(Self {
-            client: client.clone(),
+            client: informers.client().clone(),
             kind,
-            owners: Arc::default(),
-            pods: Arc::default(),
+            owners: informers.cache(&owners_path),
+            pods: informers.cache(crate::PODS),
             queue: WorkQueue::default(),
             expectations: Expectations::default(),
         });
-        let owner_informer = Informer::new(client.clone(), &format!("{}/{}", kind.api_prefix, kind.resource), controller.owners.clone(), {
+        let owners = informers.subscribe(&owners_path, {
             let controller = controller.clone();
             Arc::new(move |change: &Change| controller.owner_changed(change))
         });
-        let pod_informer = Informer::new(client, "/api/v1/pods", controller.pods.clone(), {
+        let pods = informers.subscribe(crate::PODS, {
             let controller = controller.clone();
             Arc::new(move |change: &Change| controller.pod_changed(change))
-        })
-        .with_lag(options.pod_cache_lag);
-        let mut synced = [owner_informer.synced(), pod_informer.synced()];
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(owner_informer.run());
-        tasks.spawn(pod_informer.run());
+        });
+        let mut synced = [owners.synced, pods.synced];
         let work = {
             let controller = controller.clone();
             async move {
@@ -154,7 +157,6 @@ impl ReplicaController {
             () = work => {}
         }
         controller.queue.shut_down();
-        tasks.abort_all();
     }
 
     async fn worker(&self) {

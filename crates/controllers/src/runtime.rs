@@ -33,6 +33,17 @@ pub enum Change {
     Deleted(Arc<Value>),
 }
 
+impl Change {
+    /// The change as a watch event type and the object's latest state (its last state, deleted).
+    pub fn event(&self) -> (&'static str, &Arc<Value>) {
+        match self {
+            Change::Added(object) => ("ADDED", object),
+            Change::Updated { new, .. } => ("MODIFIED", new),
+            Change::Deleted(object) => ("DELETED", object),
+        }
+    }
+}
+
 pub type Handler = Arc<dyn Fn(&Change) + Send + Sync>;
 
 /// Shapes each object before it is cached and handed to the handler (client-go's transform): a
@@ -282,6 +293,10 @@ impl SharedInformers {
             configure(inner);
         }
         self
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.inner.client
     }
 
     /// Caches the collection's objects as `transform` shapes them (for every subscriber).

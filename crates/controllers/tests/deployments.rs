@@ -5,12 +5,8 @@
 use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
-use tugboat_apiserver::{ApiConfig, ApiServer, Ipv4Cidr};
 use tugboat_client::Client;
-use tugboat_pki::{write_kubeconfig, ClientIdentity, ClusterPki, Kubeconfig};
-use tugboat_store::{SqliteOptions, SqliteStore, Store};
 
 struct Harness {
     client: Client,
@@ -18,49 +14,21 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-async fn start_server() -> (Client, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap());
-    let pki = ClusterPki::load_or_create(&dir.path().join("pki")).unwrap();
-    let serving = pki.serving_cert(&["127.0.0.1".into()]).unwrap();
-    let tls = Arc::new(pki.server_tls_config(&serving).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let config = ApiConfig {
-        advertise_address: address.to_string(),
-        secure_port: address.port(),
-        service_cidr: Ipv4Cidr::parse("10.43.0.0/16").unwrap(),
-        cluster_cidr: Ipv4Cidr::parse("10.42.0.0/16").unwrap(),
-        bookmark_interval: Duration::from_secs(60),
-        compaction_interval: Duration::from_secs(3600),
-        agent_client_tls: None,
-    };
-    let server = ApiServer::start(store, config).await.unwrap();
-    tokio::spawn(tugboat_apiserver::serve(server, listener, tls, std::future::pending()));
-    let admin = pki.client_cert("admin", &ClientIdentity { user: "admin", groups: &["system:masters"] }).unwrap();
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    let config = Kubeconfig {
-        server: format!("https://{address}"),
-        ca_pem: pki.ca_cert_pem.clone(),
-        client_cert_pem: Some(admin.cert_pem),
-        client_key_pem: Some(admin.key_pem),
-        token: None,
-    };
-    write_kubeconfig(&kubeconfig, &config).unwrap();
-    (Client::from_kubeconfig(&kubeconfig).unwrap(), dir)
-}
-
 /// An API server with the ReplicaSet, Deployment and garbage collector controllers.
 async fn start() -> Harness {
-    let (client, dir) = start_server().await;
+    let api = tugboat_testkit::in_process::start_api_server().await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|s| *s).await;
     };
-    tokio::spawn(tugboat_controllers::run_replica_sets(client.clone(), 2, until_stopped(stopped.clone())));
-    tokio::spawn(tugboat_controllers::deployment::run(client.clone(), until_stopped(stopped.clone())));
-    tokio::spawn(tugboat_controllers::garbage_collector::run(client.clone(), until_stopped(stopped)));
-    Harness { client, _stop: stop, _dir: dir }
+    let informers = tugboat_controllers::shared_informers(&api.client);
+    let (replicas, deployments, collector) = (informers.clone(), informers.clone(), informers);
+    let stopped_too = stopped.clone();
+    tokio::spawn(async move { tugboat_controllers::run_replicas(&replicas, 2, until_stopped(stopped_too)).await });
+    let stopped_too = stopped.clone();
+    tokio::spawn(async move { tugboat_controllers::deployment::run(&deployments, until_stopped(stopped_too)).await });
+    tokio::spawn(async move { tugboat_controllers::garbage_collector::run(&collector, until_stopped(stopped)).await });
+    Harness { client: api.client, _stop: stop, _dir: api.dir }
 }
 
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
