@@ -5,56 +5,22 @@
 use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
-use tugboat_apiserver::{ApiConfig, ApiServer, Ipv4Cidr};
 use tugboat_client::Client;
-use tugboat_pki::{write_kubeconfig, ClientIdentity, ClusterPki, Kubeconfig};
-use tugboat_store::{SqliteOptions, SqliteStore, Store};
+use tugboat_testkit::in_process::{start_api_server, InProcessApi};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
-
-async fn start_server() -> (Client, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default()).unwrap());
-    let pki = ClusterPki::load_or_create(&dir.path().join("pki")).unwrap();
-    let serving = pki.serving_cert(&["127.0.0.1".into()]).unwrap();
-    let tls = Arc::new(pki.server_tls_config(&serving).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let config = ApiConfig {
-        advertise_address: address.to_string(),
-        secure_port: address.port(),
-        service_cidr: Ipv4Cidr::parse("10.43.0.0/16").unwrap(),
-        cluster_cidr: Ipv4Cidr::parse("10.42.0.0/16").unwrap(),
-        bookmark_interval: Duration::from_secs(60),
-        compaction_interval: Duration::from_secs(3600),
-        agent_client_tls: None,
-    };
-    let server = ApiServer::start(store, config).await.unwrap();
-    tokio::spawn(tugboat_apiserver::serve(server, listener, tls, std::future::pending()));
-    let admin = pki.client_cert("admin", &ClientIdentity { user: "admin", groups: &["system:masters"] }).unwrap();
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    let config = Kubeconfig {
-        server: format!("https://{address}"),
-        ca_pem: pki.ca_cert_pem.clone(),
-        client_cert_pem: Some(admin.cert_pem),
-        client_key_pem: Some(admin.key_pem),
-        token: None,
-    };
-    write_kubeconfig(&kubeconfig, &config).unwrap();
-    (Client::from_kubeconfig(&kubeconfig).unwrap(), dir)
-}
 
 struct Harness {
     client: Client,
     _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+    _api: InProcessApi,
 }
 
 /// An API server, three Ready nodes of `cpu` each, and the scheduler.
 async fn start(cpu: &str) -> Harness {
-    let (client, dir) = start_server().await;
+    let api = start_api_server().await;
+    let client = api.client.clone();
     for name in ["node-1", "node-2", "node-3"] {
         client.create("/api/v1/nodes", &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})).await.unwrap();
         let status = json!({"status": {"allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"}, "capacity": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
@@ -65,7 +31,7 @@ async fn start(cpu: &str) -> Harness {
     tokio::spawn(tugboat_scheduler::run(client.clone(), async move {
         let _ = stopped.await;
     }));
-    Harness { client, _stop: stop, _dir: dir }
+    Harness { client, _stop: stop, _api: api }
 }
 
 async fn merge_patch(client: &Client, path: &str, patch: Value) -> Value {
