@@ -280,7 +280,7 @@ impl<'a> PodTopology<'a> {
     }
 
     /// The pods any of the pod's selectors can match: through the label index when every
-    /// selector names a label (`matchLabels`), else all pods.
+    /// selector names a label (`matchLabels`, or an `In` expression), else all pods.
     fn candidates<'c>(&self, cache: &'c Cache) -> Vec<&'c Arc<PodInfo>> {
         let selectors = self
             .required_affinity
@@ -292,11 +292,20 @@ impl<'a> PodTopology<'a> {
         let mut sources: Vec<&'c HashSet<Arc<str>>> = Vec::new();
         for selector in selectors.flatten() {
             let narrowest = selector.match_labels.iter().flatten().map(|(key, value)| cache.labels.with_label(key, value)).min_by_key(|uids| uids.map_or(0, HashSet::len));
-            match narrowest {
-                // No label to look up (only expressions, or an empty selector): every pod.
-                None => return cache.pods.values().collect(),
-                Some(Some(matching)) if !sources.iter().any(|known| std::ptr::eq(*known, matching)) => sources.push(matching),
-                Some(_) => {}
+            let with_value_in = || {
+                let requirement = selector.match_expressions.iter().flatten().find(|r| r.operator == "In")?;
+                Some(requirement.values.iter().flatten().filter_map(|value| cache.labels.with_label(&requirement.key, value)).collect::<Vec<_>>())
+            };
+            let matching: Vec<&HashSet<Arc<str>>> = match (narrowest, with_value_in()) {
+                (Some(uids), _) => uids.into_iter().collect(),
+                (None, Some(uids)) => uids,
+                // No label to look up (only other expressions, or an empty selector): every pod.
+                (None, None) => return cache.pods.values().collect(),
+            };
+            for uids in matching {
+                if !sources.iter().any(|known| std::ptr::eq(*known, uids)) {
+                    sources.push(uids);
+                }
             }
         }
         let lookup = |uid: &Arc<str>| cache.pods.get(uid);
@@ -533,6 +542,22 @@ mod tests {
         assert_eq!(verdicts(&cache, &api), [failure, failure, Ok(())]);
         let second_web = pod("web-2", json!({"app": "web"}), "100m", affinity("web", "zone"));
         assert_eq!(verdicts(&cache, &second_web), [failure, failure, Ok(())]);
+    }
+
+    #[test]
+    fn selectors_by_expression_count_the_same_pods() {
+        let mut cache = cache(&THREE_NODES, 4000);
+        place(&mut cache, &pod("web-1", json!({"app": "web"}), "100m", json!({})), "n1");
+        place(&mut cache, &pod("api-1", json!({"app": "api"}), "100m", json!({})), "n3");
+        let with_selector = |selector: Value| {
+            let term = json!({"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"});
+            pod("incoming", json!({}), "100m", json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}}))
+        };
+        let hit = Err(TopologyFailure::PodAntiAffinity);
+        let by_in = with_selector(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]}));
+        assert_eq!(verdicts(&cache, &by_in), [hit, Ok(()), hit]);
+        let by_not_in = with_selector(json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}));
+        assert_eq!(verdicts(&cache, &by_not_in), [Ok(()), Ok(()), hit]);
     }
 
     #[test]
