@@ -8,8 +8,10 @@
 //! objects are gone), and is retried with back-off and whenever the cluster changes (a node added
 //! or changed, a pod gone).
 //!
-//! Invariant: the scheduler writes only through pods/binding, pod status (PodScheduled) and
-//! events; it reads through list/watch.
+//! Invariant: the scheduler writes only through pods/binding, pod status (PodScheduled,
+//! nominatedNodeName), events, and the DELETE of preemption victims; it reads through list/watch.
+//! Invariant: a pod only ever preempts pods of strictly lower priority, and not while victims of
+//! its earlier preemption are still terminating.
 //! Invariant: a binding is a conditional write on the server (a bound pod cannot be bound again),
 //! so two schedulers never double-bind; this one counts its own bindings in flight (see `cache`).
 
