@@ -45,6 +45,12 @@ struct Dependent {
     owners: Vec<Value>,
 }
 
+impl Dependent {
+    fn owner_uids(&self) -> impl Iterator<Item = &str> {
+        self.owners.iter().filter_map(|o| o["uid"].as_str())
+    }
+}
+
 /// The API path of an owner named by an ownerReference, for owner kinds the collector knows.
 fn owner_path(reference: &Value, namespace: &str) -> Option<String> {
     let kind = reference["kind"].as_str()?;
@@ -60,6 +66,8 @@ struct Graph {
     listed_kinds: HashSet<String>,
     /// Dependents by UID.
     dependents: HashMap<String, Dependent>,
+    /// Dependent UIDs by the UID of each of their owners: an owner's dependents without a scan.
+    by_owner: HashMap<String, HashSet<String>>,
     /// Owner UIDs to look at again.
     dirty: HashSet<String>,
 }
@@ -99,19 +107,30 @@ impl GarbageCollector {
     }
 
     fn on_dependent(&self, template: &str, event: &str, object: &Value) {
-        let mut graph = self.lock();
-        let id = uid(&object);
+        let mut guard = self.lock();
+        let graph = &mut *guard;
+        let id = uid(object);
         let owners: Vec<Value> = object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
         for owner in &owners {
             graph.dirty.insert(owner["uid"].as_str().unwrap_or_default().to_owned());
         }
-        if event == "DELETED" {
-            graph.dependents.remove(&id);
-        } else if !owners.is_empty() {
+        if let Some(previous) = graph.dependents.remove(&id) {
+            for owner in previous.owner_uids() {
+                if let Some(set) = graph.by_owner.get_mut(owner) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        graph.by_owner.remove(owner);
+                    }
+                }
+            }
+        }
+        if event != "DELETED" && !owners.is_empty() {
             let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
-            graph.dependents.insert(id.clone(), Dependent { uid: id, path: object_path(template, object), namespace, owners });
-        } else {
-            graph.dependents.remove(&id);
+            let dependent = Dependent { uid: id.clone(), path: object_path(template, object), namespace, owners };
+            for owner in dependent.owner_uids() {
+                graph.by_owner.entry(owner.to_owned()).or_default().insert(id.clone());
+            }
+            graph.dependents.insert(id, dependent);
         }
         self.wake.notify_one();
     }
@@ -127,11 +146,16 @@ impl GarbageCollector {
     async fn process(&self, owner_uid: &str) {
         let (owner, dependents, kind_known, owning) = {
             let graph = self.lock();
-            let dependents: Vec<Dependent> = graph.dependents.values().filter(|d| d.owners.iter().any(|o| o["uid"] == owner_uid)).cloned().collect();
+            let owner = graph.owners.get(owner_uid).cloned();
+            // The common case: a live owner not being deleted leaves its dependents alone.
+            if owner.as_ref().is_some_and(|(_, object)| object["metadata"]["deletionTimestamp"].is_null()) {
+                return;
+            }
+            let dependents: Vec<Dependent> = graph.by_owner.get(owner_uid).into_iter().flatten().filter_map(|id| graph.dependents.get(id)).cloned().collect();
             let kind = dependents.iter().flat_map(|d| d.owners.iter()).find(|o| o["uid"] == owner_uid).and_then(|o| o["kind"].as_str()).unwrap_or_default().to_owned();
             // Dependents with dependents of their own (a Deployment's ReplicaSets own pods).
-            let owning: HashSet<String> = dependents.iter().filter(|d| graph.dependents.values().any(|other| other.owners.iter().any(|o| o["uid"] == d.uid.as_str()))).map(|d| d.uid.clone()).collect();
-            (graph.owners.get(owner_uid).cloned(), dependents, graph.listed_kinds.contains(&kind), owning)
+            let owning: HashSet<String> = dependents.iter().filter(|d| graph.by_owner.contains_key(&d.uid)).map(|d| d.uid.clone()).collect();
+            (owner, dependents, graph.listed_kinds.contains(&kind), owning)
         };
         match owner {
             None if kind_known => {
@@ -219,7 +243,7 @@ pub async fn run(informers: &SharedInformers, shutdown: impl std::future::Future
             if passes.is_multiple_of(6) {
                 // Every ~30 s every owner is looked at again, retrying writes that failed.
                 let mut graph = worker.lock();
-                let all: Vec<String> = graph.dependents.values().flat_map(|d| d.owners.iter().filter_map(|o| o["uid"].as_str().map(str::to_owned))).collect();
+                let all: Vec<String> = graph.by_owner.keys().cloned().collect();
                 graph.dirty.extend(all);
             }
             let dirty: Vec<String> = std::mem::take(&mut worker.lock().dirty).into_iter().collect();

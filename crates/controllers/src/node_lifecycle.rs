@@ -356,7 +356,7 @@ impl Controller {
     /// then the pods of deleted nodes.
     async fn check_all(&self) {
         let mut checked = Vec::new();
-        for node in self.nodes.in_namespace("") {
+        for node in self.nodes.all() {
             let name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
             match self.update_status(&name, node).await {
                 Ok(node) => checked.push(node),

@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -54,7 +54,8 @@ pub type Transform = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 /// The informer's view of one resource, keyed by `namespace/name`.
 #[derive(Default)]
 pub struct Cache {
-    objects: RwLock<HashMap<String, Arc<Value>>>,
+    /// Ordered by key, so a namespace's objects (`<namespace>/...`) are one range.
+    objects: RwLock<BTreeMap<String, Arc<Value>>>,
 }
 
 impl Cache {
@@ -62,9 +63,15 @@ impl Cache {
         self.read().get(key).cloned()
     }
 
-    /// Every cached object in `namespace`.
+    /// Every cached object.
+    pub fn all(&self) -> Vec<Arc<Value>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Every cached object in `namespace` (not for cluster-scoped objects: see [`Self::all`]).
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Value>> {
-        self.read().values().filter(|o| o["metadata"]["namespace"].as_str().unwrap_or_default() == namespace).cloned().collect()
+        // Keys are `<namespace>/<name>`; '0' follows '/', so this range is exactly the namespace.
+        self.read().range(format!("{namespace}/")..format!("{namespace}0")).map(|(_, object)| object.clone()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -75,12 +82,12 @@ impl Cache {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Value>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Value>>> {
         // A poisoned lock only means a handler panicked; the map itself is still consistent.
         self.objects.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Value>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Value>>> {
         self.objects.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -163,7 +170,7 @@ impl Informer {
     async fn relist(&self) -> Result<String, ControllerError> {
         let list = self.client.get(&self.path).await?;
         let revision = list["metadata"]["resourceVersion"].as_str().ok_or(ControllerError::Invalid("a list without resourceVersion"))?.to_owned();
-        let mut fresh = HashMap::new();
+        let mut fresh = BTreeMap::new();
         for item in list["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
             if let Some(key) = object_key(item) {
                 fresh.insert(key, self.shape(item));
@@ -364,7 +371,7 @@ impl SharedInformers {
 
 /// What a relist tells the handlers: objects new to the cache, changed (another resourceVersion),
 /// and gone (their deletion happened while no watch was open).
-fn relist_changes(cached: &HashMap<String, Arc<Value>>, fresh: &HashMap<String, Arc<Value>>) -> Vec<Change> {
+fn relist_changes(cached: &BTreeMap<String, Arc<Value>>, fresh: &BTreeMap<String, Arc<Value>>) -> Vec<Change> {
     let mut changes = Vec::new();
     for (key, new) in fresh {
         match cached.get(key) {
@@ -572,11 +579,11 @@ mod tests {
     #[test]
     fn relist_reports_adds_updates_and_missed_deletes() {
         let object = |name: &str, rv: &str| Arc::new(serde_json::json!({"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}}));
-        let cached: HashMap<String, Arc<Value>> = [("ns/same", object("same", "1")), ("ns/changed", object("changed", "1")), ("ns/gone", object("gone", "1"))]
+        let cached: BTreeMap<String, Arc<Value>> = [("ns/same", object("same", "1")), ("ns/changed", object("changed", "1")), ("ns/gone", object("gone", "1"))]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        let fresh: HashMap<String, Arc<Value>> = [("ns/same", object("same", "1")), ("ns/changed", object("changed", "2")), ("ns/new", object("new", "3"))]
+        let fresh: BTreeMap<String, Arc<Value>> = [("ns/same", object("same", "1")), ("ns/changed", object("changed", "2")), ("ns/new", object("new", "3"))]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
@@ -590,6 +597,19 @@ mod tests {
             .collect();
         seen.sort();
         assert_eq!(seen, ["added new", "deleted gone", "updated changed 1->2"]);
+    }
+
+    #[test]
+    fn a_namespace_is_one_range_of_the_cache() {
+        let cache = Cache::default();
+        for key in ["a/x", "ab/y", "a/z", "b/w", "a-b/v"] {
+            let (namespace, name) = split_key(key);
+            cache.write().insert(key.to_owned(), Arc::new(serde_json::json!({"metadata": {"name": name, "namespace": namespace}})));
+        }
+        let names: Vec<String> = cache.in_namespace("a").iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names, ["x", "z"]);
+        assert_eq!(cache.in_namespace("ab").len(), 1);
+        assert!(cache.in_namespace("c").is_empty());
     }
 
     #[test]
