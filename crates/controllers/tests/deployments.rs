@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
-use std::time::Duration;
 use tugboat_client::Client;
+use tugboat_testkit::eventually;
 
 struct Harness {
     client: Client,
@@ -51,19 +51,6 @@ async fn merge_patch(client: &Client, path: &str, patch: Value) -> Value {
     let body = Bytes::from(serde_json::to_vec(&patch).unwrap());
     let answer = client.request(Method::PATCH, path, Some(("application/merge-patch+json", body))).await.unwrap();
     serde_json::from_slice(&answer).unwrap()
-}
-
-/// Polls until `check` holds (bounded by a count of attempts, not by a clock assertion).
-async fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl AsyncFnMut() -> T, check: impl Fn(&T) -> bool) -> T {
-    let mut last = probe().await;
-    for _ in 0..300 {
-        if check(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        last = probe().await;
-    }
-    panic!("never reached: {what}; last seen: {last:#?}");
 }
 
 /// The Deployment's ReplicaSets as (image, spec.replicas), newest revision last.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tugboat_client::{Client, ClientError};
 use tugboat_controllers::ControllerOptions;
+use tugboat_testkit::eventually;
 
 // A copy of `start_server` in tests/replicas.rs (the in-process harness is a known near-copy).
 async fn start_server() -> (Client, tempfile::TempDir) {
@@ -25,19 +26,6 @@ async fn patch(client: &Client, path: &str, content_type: &str, patch: Value) ->
     let body = Bytes::from(serde_json::to_vec(&patch).unwrap());
     let answer = client.request(Method::PATCH, path, Some((content_type, body))).await.unwrap();
     serde_json::from_slice(&answer).unwrap()
-}
-
-/// Polls until `check` holds (bounded by a count of attempts, not by a clock assertion).
-async fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl AsyncFnMut() -> T, check: impl Fn(&T) -> bool) -> T {
-    let mut last = probe().await;
-    for _ in 0..400 {
-        if check(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        last = probe().await;
-    }
-    panic!("never reached: {what}; last seen: {last:#?}");
 }
 
 fn now_micro() -> String {

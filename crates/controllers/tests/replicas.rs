@@ -6,6 +6,7 @@ use http::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tugboat_client::Client;
+use tugboat_testkit::eventually;
 
 struct Harness {
     client: Client,
@@ -54,22 +55,6 @@ async fn merge_patch(client: &Client, path: &str, patch: Value) -> Value {
 async fn pods(client: &Client, app: &str) -> Vec<Value> {
     let list = client.get(&format!("{PODS}?labelSelector=app%3D{app}")).await.unwrap();
     list["items"].as_array().unwrap().iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).cloned().collect()
-}
-
-/// Polls until `check` holds (bounded by a count of attempts, not by a clock assertion).
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> T, check: impl Fn(&T) -> bool) -> T
-where
-    T: std::fmt::Debug,
-{
-    let mut last = probe().await;
-    for _ in 0..300 {
-        if check(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        last = probe().await;
-    }
-    panic!("never reached: {what}; last seen: {last:#?}");
 }
 
 /// Waits until the count is `n` and stays there for a while (no double creates or deletes).

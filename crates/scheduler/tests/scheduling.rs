@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
-use std::time::Duration;
 use tugboat_client::Client;
 use tugboat_testkit::in_process::{start_api_server, InProcessApi};
+use tugboat_testkit::eventually;
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
@@ -48,19 +48,6 @@ fn pod(name: &str, app: &str, cpu: &str, spec: Value) -> Value {
     });
     body["spec"].as_object_mut().unwrap().extend(spec.as_object().unwrap().clone());
     body
-}
-
-/// Polls until `check` holds (bounded by a count of attempts, not by a clock assertion).
-async fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl AsyncFnMut() -> T, check: impl Fn(&T) -> bool) -> T {
-    let mut last = probe().await;
-    for _ in 0..300 {
-        if check(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        last = probe().await;
-    }
-    panic!("never reached: {what}; last seen: {last:#?}");
 }
 
 async fn get_pod(client: &Client, name: &str) -> Option<Value> {

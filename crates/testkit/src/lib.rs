@@ -17,6 +17,20 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free loopback port")
 }
 
+/// Polls the async `probe` every 50 ms (400 times at most) until `check` holds for its answer;
+/// panics with the last answer otherwise. Bounded by a count, not a clock assertion.
+pub async fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl AsyncFnMut() -> T, check: impl Fn(&T) -> bool) -> T {
+    let mut last = probe().await;
+    for _ in 0..400 {
+        if check(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = probe().await;
+    }
+    panic!("never reached: {what}; last seen: {last:#?}");
+}
+
 /// Polls `ready` every 50 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -244,6 +258,12 @@ impl Server {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// `kubectl apply -f -` of a manifest, panicking with kubectl's error if it fails.
+    pub fn apply(&self, manifest: &str) {
+        let output = self.kubectl_with_stdin(&["apply", "-f", "-"], Some(manifest));
+        assert!(output.status.success(), "apply failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
     /// Starts a long-running kubectl (e.g. `get -w`) writing to a file; returns the child and
     /// the file path.
     pub fn kubectl_background(&self, args: &[&str], output_name: &str) -> (Child, PathBuf) {
@@ -301,7 +321,8 @@ impl Drop for Sim {
     }
 }
 
-fn tail(text: &str, lines: usize) -> String {
+/// The last `lines` lines of `text` (of a log, for a failure message).
+pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tugboat_testkit::{registry::ensure_test_registry, wait_until, Server};
+use tugboat_testkit::{registry::ensure_test_registry, tail, wait_until, Server};
 
 const TUGBOAT: &str = env!("CARGO_BIN_EXE_tugboat");
 
@@ -32,16 +32,6 @@ fn wait_pod(server: &Server, name: &str, what: &str, timeout: Duration, check: i
     });
     assert!(ok, "pod {name} never got {what}: {last:#}\nevents:\n{}\nlog tail:\n{}", server.kubectl_ok(&["get", "events"]), tail(&server.log(), 40));
     last
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn apply(server: &Server, manifest: &str) {
-    let output = server.kubectl_with_stdin(&["apply", "-f", "-"], Some(manifest));
-    assert!(output.status.success(), "apply failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 fn http_get(address: &str) -> Option<String> {
@@ -90,7 +80,7 @@ fn a_pod_serves_http_and_streams_logs_exec_port_forward_cp_and_metrics() {
     let image = ensure_test_registry();
     let server = server();
     let node = server.node_name.clone().unwrap();
-    apply(&server, &web_pod(&image, &node));
+    server.apply(&web_pod(&image, &node));
     let pod = wait_pod(&server, "web", "Running and Ready", Duration::from_secs(60), |p| {
         p["status"]["phase"] == "Running" && p["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
     });
@@ -173,9 +163,7 @@ fn containers_heal_back_off_and_follow_probes() {
     let image = ensure_test_registry();
     let server = server();
     let node = server.node_name.clone().unwrap();
-    apply(
-        &server,
-        &format!(
+    server.apply(&format!(
             r#"
 apiVersion: v1
 kind: Pod
@@ -226,9 +214,7 @@ spec:
     assert!(events.contains("Unhealthy") && events.contains("failed liveness probe"), "{events}");
 
     // A program that keeps crashing goes to CrashLoopBackOff, and the gaps between its runs grow.
-    apply(
-        &server,
-        &format!(
+    server.apply(&format!(
             r#"
 apiVersion: v1
 kind: Pod
@@ -270,9 +256,7 @@ fn delete_runs_prestop_then_sigterm_and_restart_keeps_containers() {
     let node = server.node_name.clone().unwrap();
     let shared = server.data_dir.path().join("shared");
     std::fs::create_dir_all(&shared).unwrap();
-    apply(
-        &server,
-        &format!(
+    server.apply(&format!(
             r#"
 apiVersion: v1
 kind: Pod
@@ -332,9 +316,7 @@ fn bad_images_and_commands_are_reported() {
     let image = ensure_test_registry();
     let server = server();
     let node = server.node_name.clone().unwrap();
-    apply(
-        &server,
-        &format!(
+    server.apply(&format!(
             r#"
 apiVersion: v1
 kind: Pod
@@ -386,9 +368,7 @@ fn the_scheduler_places_pods_and_explains_what_does_not_fit() {
     let image = ensure_test_registry();
     let server = server();
     let node = server.node_name.clone().unwrap();
-    apply(
-        &server,
-        &format!(
+    server.apply(&format!(
             r#"
 apiVersion: v1
 kind: Pod

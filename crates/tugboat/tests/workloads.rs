@@ -8,22 +8,12 @@ use std::io::BufReader;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tugboat_testkit::{registry::ensure_test_registry, wait_until, Server};
+use tugboat_testkit::{registry::ensure_test_registry, tail, wait_until, Server};
 
 const TUGBOAT: &str = env!("CARGO_BIN_EXE_tugboat");
 
 fn server() -> Server {
     Server::start_with_agent(std::path::Path::new(TUGBOAT), &[])
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn apply(server: &Server, manifest: &str) {
-    let output = server.kubectl_with_stdin(&["apply", "-f", "-"], Some(manifest));
-    assert!(output.status.success(), "apply failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 fn is_terminating(pod: &Value) -> bool {
@@ -152,7 +142,7 @@ spec:
 fn deployments_scale_roll_out_within_bounds_pause_restart_and_roll_back() {
     let image = ensure_test_registry();
     let server = server();
-    apply(&server, &web_deployment(&image, "v1"));
+    server.apply(&web_deployment(&image, "v1"));
     rollout_status(&server, "web");
     running(&server, "app=web", 3);
     for replicas in [10, 2, 3] {
@@ -164,7 +154,7 @@ fn deployments_scale_roll_out_within_bounds_pause_restart_and_roll_back() {
     // A new template rolls out while a watch records every pod change: never more than
     // replicas + maxSurge = 4 live pods, never fewer than replicas - maxUnavailable = 2 ready.
     let watch = PodWatch::start(&server, "app=web");
-    apply(&server, &web_deployment(&image, "v2"));
+    server.apply(&web_deployment(&image, "v2"));
     rollout_status(&server, "web");
     let history = server.kubectl_ok(&["rollout", "history", "deployment/web"]);
     assert!(history.lines().any(|l| l.starts_with("1 ")) && history.lines().any(|l| l.starts_with("2 ")), "{history}");
@@ -216,9 +206,7 @@ fn deployments_scale_roll_out_within_bounds_pause_restart_and_roll_back() {
 fn a_rollout_that_never_gets_ready_exceeds_its_progress_deadline() {
     let image = ensure_test_registry();
     let server = server();
-    apply(
-        &server,
-        &format!(
+    server.apply(&format!(
             r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -251,9 +239,7 @@ spec:
 fn replica_sets_and_replication_controllers_replace_deleted_pods() {
     let image = ensure_test_registry();
     let server = server();
-    apply(
-        &server,
-        &format!(
+    server.apply(&format!(
             r#"
 apiVersion: apps/v1
 kind: ReplicaSet
@@ -328,14 +314,14 @@ spec:
         )
     };
     // Orphan: the ReplicaSet goes, its pods stay, ownerless; a new ReplicaSet adopts them.
-    apply(&server, &replica_set("keep", "keep", 0, "exec sleep 100000"));
+    server.apply(&replica_set("keep", "keep", 0, "exec sleep 100000"));
     let pods = running(&server, "app=keep", 2);
     server.kubectl_ok(&["delete", "rs", "keep", "--cascade=orphan"]);
     let orphans = running(&server, "app=keep", 2);
     assert_eq!(orphans.iter().map(name).collect::<Vec<_>>(), pods.iter().map(name).collect::<Vec<_>>());
     let owners = server.kubectl_ok(&["get", "pods", "-l", "app=keep", "-o", "jsonpath={.items[*].metadata.ownerReferences}"]);
     assert!(owners.trim().is_empty(), "orphaned pods have no owner: {owners}");
-    apply(&server, &replica_set("adopter", "keep", 0, "exec sleep 100000"));
+    server.apply(&replica_set("adopter", "keep", 0, "exec sleep 100000"));
     let adopted = wait_until(Duration::from_secs(30), || {
         server.kubectl_ok(&["get", "pods", "-l", "app=keep", "-o", "jsonpath={.items[*].metadata.ownerReferences[0].name}"]).split_whitespace().filter(|o| *o == "adopter").count() == 2
     });
@@ -348,7 +334,7 @@ spec:
 
     // Foreground: the ReplicaSet stays, marked, until its pods are gone. Its pods ignore SIGTERM
     // and take their 3 s grace period to stop, so there is time to look.
-    apply(&server, &replica_set("fg", "fg", 3, "trap '' TERM; while true; do sleep 0.2; done"));
+    server.apply(&replica_set("fg", "fg", 3, "trap '' TERM; while true; do sleep 0.2; done"));
     running(&server, "app=fg", 2);
     server.kubectl_ok(&["delete", "rs", "fg", "--cascade=foreground", "--wait=false"]);
     let rs: Value = serde_json::from_str(&server.kubectl_ok(&["get", "rs", "fg", "-o", "json"])).unwrap_or(Value::Null);
