@@ -50,11 +50,13 @@ impl Ipv4Cidr {
 }
 
 /// Each Node's pod network is this large, as Kubernetes' default node-cidr-mask-size.
-const NODE_CIDR_PREFIX: u8 = 24;
+/// Kubernetes' default `--node-cidr-mask-size`: a /24 (254 pod addresses) per Node.
+pub const DEFAULT_NODE_CIDR_PREFIX: u8 = 24;
 
 pub struct Allocator {
     service_cidr: Ipv4Cidr,
     cluster_cidr: Ipv4Cidr,
+    node_cidr_prefix: u8,
     lock: Arc<Mutex<()>>,
 }
 
@@ -69,9 +71,17 @@ impl Allocation {
     }
 }
 
+/// The first block of `prefix` bits in the cluster network that is not in `used`.
+fn free_node_block(cluster: Ipv4Cidr, prefix: u8, used: &HashSet<String>) -> Option<String> {
+    let prefix = prefix.max(cluster.prefix);
+    let blocks = 1u32 << (prefix - cluster.prefix);
+    let block_size = 1u32 << (32 - prefix);
+    (0..blocks).map(|i| format!("{}/{prefix}", Ipv4Addr::from(u32::from(cluster.base) + i * block_size))).find(|cidr| !used.contains(cidr))
+}
+
 impl Allocator {
-    pub fn new(service_cidr: Ipv4Cidr, cluster_cidr: Ipv4Cidr) -> Self {
-        Self { service_cidr, cluster_cidr, lock: Arc::new(Mutex::new(())) }
+    pub fn new(service_cidr: Ipv4Cidr, cluster_cidr: Ipv4Cidr, node_cidr_prefix: u8) -> Self {
+        Self { service_cidr, cluster_cidr, node_cidr_prefix: node_cidr_prefix.min(30), lock: Arc::new(Mutex::new(())) }
     }
 
     /// Fills in what a new object needs allocated: a Service's cluster IP and node ports
@@ -100,15 +110,9 @@ impl Allocator {
     fn assign_pod_cidr(&self, resource: &'static ResourceType, node: &mut Value, cache: &Cache) -> ApiResult<()> {
         let snapshot = cache.resource(resource).snapshot(&keys::resource_prefix(resource), cache.applied());
         let used: HashSet<String> = snapshot.objects.iter().map(|other| meta::str_at(&other.value(), "/spec/podCIDR").to_owned()).collect();
-        let prefix = NODE_CIDR_PREFIX.max(self.cluster_cidr.prefix);
-        let blocks = 1u32 << (prefix - self.cluster_cidr.prefix);
-        let block_size = 1u32 << (32 - prefix);
-        let free = (0..blocks)
-            .map(|i| format!("{}/{prefix}", Ipv4Addr::from(u32::from(self.cluster_cidr.base) + i * block_size)))
-            .find(|cidr| !used.contains(cidr));
-        let Some(cidr) = free else {
+        let Some(cidr) = free_node_block(self.cluster_cidr, self.node_cidr_prefix, &used) else {
             let name = meta::name(node).to_owned();
-            let message = format!("no free pod network left in the cluster network {}/{}; start the server with a larger --cluster-cidr", self.cluster_cidr.base, self.cluster_cidr.prefix);
+            let message = format!("no free pod network left in the cluster network {}/{}; start the server with a larger --cluster-cidr (or a larger --node-cidr-mask-size)", self.cluster_cidr.base, self.cluster_cidr.prefix);
             return Err(ApiError::invalid(&Target { resource, name: &name }, &[FieldError { reason: "FieldValueInvalid", field: "spec.podCIDR".into(), message }]));
         };
         let spec = meta::object_field_mut(node, "spec");
@@ -195,6 +199,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn node_blocks_follow_the_mask_size() {
+        let cluster = Ipv4Cidr::parse("10.0.0.0/8").unwrap();
+        let used = HashSet::from(["10.0.0.0/22".to_owned()]);
+        assert_eq!(free_node_block(cluster, 22, &used).as_deref(), Some("10.0.4.0/22"));
+        assert_eq!(free_node_block(cluster, DEFAULT_NODE_CIDR_PREFIX, &HashSet::new()).as_deref(), Some("10.0.0.0/24"));
+        let small = Ipv4Cidr::parse("10.42.0.0/24").unwrap();
+        assert_eq!(free_node_block(small, 24, &HashSet::from(["10.42.0.0/24".to_owned()])), None);
+    }
+
+    #[test]
     fn cidrs() {
         let cidr = Ipv4Cidr::parse("10.43.7.9/16").unwrap();
         assert_eq!(cidr.base, Ipv4Addr::new(10, 43, 0, 0));
@@ -202,7 +216,7 @@ mod tests {
         assert!(!cidr.contains(Ipv4Addr::new(10, 44, 0, 1)));
         assert_eq!(cidr.api_service_ip(), Ipv4Addr::new(10, 43, 0, 1));
         assert!(Ipv4Cidr::parse("10.43.0.0").is_err());
-        let allocator = Allocator::new(cidr, Ipv4Cidr::parse("10.42.0.0/16").unwrap());
+        let allocator = Allocator::new(cidr, Ipv4Cidr::parse("10.42.0.0/16").unwrap(), DEFAULT_NODE_CIDR_PREFIX);
         let used = HashSet::from([Ipv4Addr::new(10, 43, 0, 2)]);
         assert_eq!(allocator.free_ip(&used), Some(Ipv4Addr::new(10, 43, 0, 3)));
     }

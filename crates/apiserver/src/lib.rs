@@ -20,7 +20,7 @@ mod respond;
 mod server;
 mod watch;
 
-pub use allocator::Ipv4Cidr;
+pub use allocator::{Ipv4Cidr, DEFAULT_NODE_CIDR_PREFIX};
 pub use error::ApiError;
 pub use server::serve;
 
@@ -37,6 +37,8 @@ pub struct ApiConfig {
     pub service_cidr: Ipv4Cidr,
     /// Pod networks of Nodes (spec.podCIDR) come from this range.
     pub cluster_cidr: Ipv4Cidr,
+    /// The prefix length of each Node's pod network (Kubernetes' `--node-cidr-mask-size`).
+    pub node_cidr_mask_size: u8,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
     /// How often history older than the previous interval is compacted away.
@@ -58,7 +60,7 @@ impl ApiServer {
     pub async fn start(store: Arc<dyn Store>, config: ApiConfig) -> Result<Arc<Self>, StartError> {
         let cache = cache::Cache::start(store.clone()).await?;
         let (terminating_tx, terminating_rx) = tokio::sync::mpsc::unbounded_channel();
-        let allocator = allocator::Allocator::new(config.service_cidr, config.cluster_cidr);
+        let allocator = allocator::Allocator::new(config.service_cidr, config.cluster_cidr, config.node_cidr_mask_size);
         let server = Arc::new(Self { objects: objects::Objects::new(store, cache, allocator, terminating_tx), config });
         namespaces::bootstrap(&server).await.map_err(|e| StartError::Bootstrap(e.message))?;
         tokio::spawn(namespaces::run_finalizer(server.clone(), terminating_rx));

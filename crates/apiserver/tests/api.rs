@@ -32,6 +32,7 @@ async fn start() -> Harness {
         secure_port: address.port(),
         service_cidr: Ipv4Cidr::parse("10.43.0.0/16").unwrap(),
         cluster_cidr: Ipv4Cidr::parse("10.42.0.0/16").unwrap(),
+        node_cidr_mask_size: tugboat_apiserver::DEFAULT_NODE_CIDR_PREFIX,
         bookmark_interval: Duration::from_millis(200),
         compaction_interval: Duration::from_secs(3600),
         agent_client_tls: None,

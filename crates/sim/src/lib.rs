@@ -103,20 +103,33 @@ pub fn node_object(options: &SimOptions, index: usize) -> Value {
     })
 }
 
+/// A node's pod network (spec.podCIDR).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetwork {
+    pub base: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl PodNetwork {
+    /// Parses `a.b.c.d/n`; the network must hold at least a few pods (n ≤ 29).
+    pub fn parse(cidr: &str) -> Option<Self> {
+        let (base, prefix) = cidr.split_once('/')?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 29)?;
+        Some(Self { base: base.parse().ok()?, prefix })
+    }
+
+    /// Addresses pods can have: all but the network, gateway and broadcast addresses.
+    pub fn usable(&self) -> u32 {
+        (1u32 << (32 - self.prefix)) - 3
+    }
+}
+
 /// A simulated node as the simulator knows it after registration.
 #[derive(Debug, Clone)]
 pub struct SimNode {
     pub name: String,
     pub host_ip: Ipv4Addr,
-    /// First address of the node's pod network (spec.podCIDR), which must be a /24 or larger.
-    pub pod_network: Ipv4Addr,
-}
-
-fn parse_cidr(cidr: &str) -> Option<Ipv4Addr> {
-    let (base, prefix) = cidr.split_once('/')?;
-    let prefix: u8 = prefix.parse().ok()?;
-    (prefix <= 24).then_some(())?;
-    base.parse().ok()
+    pub pod_network: PodNetwork,
 }
 
 async fn register(client: &Client, options: &SimOptions, index: usize) -> Result<SimNode, SimError> {
@@ -132,7 +145,13 @@ async fn register(client: &Client, options: &SimOptions, index: usize) -> Result
         Err(source) => return Err(error(source)),
     };
     let cidr = node["spec"]["podCIDR"].as_str().unwrap_or_default();
-    let pod_network = parse_cidr(cidr).ok_or_else(|| SimError::PodCidr { node: name.clone(), cidr: cidr.to_owned() })?;
+    let pod_network = PodNetwork::parse(cidr).ok_or_else(|| SimError::PodCidr { node: name.clone(), cidr: cidr.to_owned() })?;
+    if pod_network.usable() < options.max_pods {
+        // A node cannot run more pods than its network has addresses: say so, as its capacity.
+        let pods = pod_network.usable().to_string();
+        let patch = json!({"status": {"capacity": {"pods": pods}, "allocatable": {"pods": pods}}});
+        client.merge_patch(&format!("/api/v1/nodes/{name}/status"), &patch).await.map_err(error)?;
+    }
     let host_ip = object["status"]["addresses"][0]["address"].as_str().and_then(|a| a.parse().ok()).unwrap_or(Ipv4Addr::LOCALHOST);
     renew_lease(client, &name).await;
     Ok(SimNode { name, host_ip, pod_network })
@@ -250,9 +269,11 @@ mod tests {
     }
 
     #[test]
-    fn pod_networks_must_hold_a_node() {
-        assert_eq!(parse_cidr("10.42.7.0/24"), Some(Ipv4Addr::new(10, 42, 7, 0)));
-        assert_eq!(parse_cidr("10.42.7.0/28"), None);
-        assert_eq!(parse_cidr(""), None);
+    fn pod_networks_say_how_many_pods_they_hold() {
+        let network = PodNetwork::parse("10.42.7.0/24").unwrap();
+        assert_eq!((network.base, network.usable()), (Ipv4Addr::new(10, 42, 7, 0), 253));
+        assert_eq!(PodNetwork::parse("10.0.4.0/22").map(|n| n.usable()), Some(1021));
+        assert_eq!(PodNetwork::parse("10.42.7.0/30"), None);
+        assert_eq!(PodNetwork::parse(""), None);
     }
 }

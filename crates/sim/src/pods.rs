@@ -2,7 +2,7 @@
 //! node's pod network; a pod marked for deletion is removed at once (there is nothing to stop),
 //! as an agent does with grace 0 after its containers are gone.
 
-use crate::SimNode;
+use crate::{PodNetwork, SimNode};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -47,34 +47,36 @@ pub fn decide(pod: &Value, ours: &HashMap<String, SimNode>) -> Option<Action> {
     }
 }
 
-/// Pod addresses of one node's /24: host numbers 2..=254 (1 is the gateway's), reused once freed.
+/// Pod addresses of one node's pod network: host numbers 2 up to the last before broadcast (1
+/// is the gateway's), reused once freed.
 #[derive(Default)]
 pub struct NodeAddresses {
-    by_uid: HashMap<String, u8>,
-    taken: HashSet<u8>,
-    next: u8,
+    by_uid: HashMap<String, u32>,
+    taken: HashSet<u32>,
+    next: u32,
 }
 
 impl NodeAddresses {
-    /// The pod's address (the same one on every call for a UID), or None when the /24 is full.
-    pub fn assign(&mut self, uid: &str, network: Ipv4Addr) -> Option<Ipv4Addr> {
+    /// The pod's address (the same one on every call for a UID), or None when the network is full.
+    pub fn assign(&mut self, uid: &str, network: &PodNetwork) -> Option<Ipv4Addr> {
+        let usable = network.usable();
         let host = match self.by_uid.get(uid) {
             Some(host) => *host,
             None => {
-                let host = (0..253u16).map(|step| 2 + ((u16::from(self.next) + step) % 253) as u8).find(|h| !self.taken.contains(h))?;
-                self.next = host.wrapping_sub(1);
+                let host = (0..usable).map(|step| 2 + (self.next + step) % usable).find(|h| !self.taken.contains(h))?;
+                self.next = host - 1;
                 self.taken.insert(host);
                 self.by_uid.insert(uid.to_owned(), host);
                 host
             }
         };
-        Some(Ipv4Addr::from(u32::from(network) + u32::from(host)))
+        Some(Ipv4Addr::from(u32::from(network.base) + host))
     }
 
     /// Records an address a pod already has (seen after the simulator restarted).
-    pub fn keep(&mut self, uid: &str, address: Ipv4Addr, network: Ipv4Addr) {
-        let offset = u32::from(address).wrapping_sub(u32::from(network));
-        if let Ok(host) = u8::try_from(offset) {
+    pub fn keep(&mut self, uid: &str, address: Ipv4Addr, network: &PodNetwork) {
+        let host = u32::from(address).wrapping_sub(u32::from(network.base));
+        if (2..2 + network.usable()).contains(&host) {
             self.taken.insert(host);
             self.by_uid.insert(uid.to_owned(), host);
         }
@@ -156,14 +158,14 @@ pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize
             return;
         }
         if let Some(ip) = text(&pod, "/status/podIP").parse::<Ipv4Addr>().ok() {
-            state.addresses.entry(node.clone()).or_default().keep(&uid, ip, sim_node.pod_network);
+            state.addresses.entry(node.clone()).or_default().keep(&uid, ip, &sim_node.pod_network);
         }
         let Some(action) = decide(&pod, &state.nodes) else { return };
         if !state.in_flight.insert(uid.clone()) {
             return;
         }
         let status = match &action {
-            Action::Start { .. } => match state.addresses.entry(node.clone()).or_default().assign(&uid, sim_node.pod_network) {
+            Action::Start { .. } => match state.addresses.entry(node.clone()).or_default().assign(&uid, &sim_node.pod_network) {
                 Some(ip) => Some(running_status(&pod, ip, sim_node.host_ip, &crate::now())),
                 None => {
                     tracing::warn!(%node, "the node's pod network is full; the pod stays Pending");
@@ -208,7 +210,7 @@ mod tests {
     use super::*;
 
     fn ours() -> HashMap<String, SimNode> {
-        let node = SimNode { name: "sim-0".into(), host_ip: Ipv4Addr::new(172, 16, 0, 1), pod_network: Ipv4Addr::new(10, 42, 3, 0) };
+        let node = SimNode { name: "sim-0".into(), host_ip: Ipv4Addr::new(172, 16, 0, 1), pod_network: PodNetwork { base: Ipv4Addr::new(10, 42, 3, 0), prefix: 24 } };
         HashMap::from([("sim-0".to_owned(), node)])
     }
 
@@ -232,21 +234,29 @@ mod tests {
 
     #[test]
     fn addresses_are_unique_stable_and_reused() {
-        let network = Ipv4Addr::new(10, 42, 3, 0);
+        let network = PodNetwork { base: Ipv4Addr::new(10, 42, 3, 0), prefix: 24 };
         let mut addresses = NodeAddresses::default();
-        let first = addresses.assign("a", network).unwrap();
+        let first = addresses.assign("a", &network).unwrap();
         assert_eq!(first, Ipv4Addr::new(10, 42, 3, 2));
-        assert_eq!(addresses.assign("a", network), Some(first));
-        addresses.keep("b", Ipv4Addr::new(10, 42, 3, 3), network);
-        assert_eq!(addresses.assign("c", network), Some(Ipv4Addr::new(10, 42, 3, 4)));
+        assert_eq!(addresses.assign("a", &network), Some(first));
+        addresses.keep("b", Ipv4Addr::new(10, 42, 3, 3), &network);
+        assert_eq!(addresses.assign("c", &network), Some(Ipv4Addr::new(10, 42, 3, 4)));
         let mut all: HashSet<Ipv4Addr> = HashSet::from([first, Ipv4Addr::new(10, 42, 3, 3), Ipv4Addr::new(10, 42, 3, 4)]);
         for i in 0..250 {
-            all.insert(addresses.assign(&format!("x{i}"), network).unwrap());
+            all.insert(addresses.assign(&format!("x{i}"), &network).unwrap());
         }
         assert_eq!(all.len(), 253);
-        assert_eq!(addresses.assign("full", network), None);
+        assert!(all.iter().all(|ip| ip.octets()[3] >= 2 && ip.octets()[3] <= 254));
+        assert_eq!(addresses.assign("full", &network), None);
         addresses.release("a");
-        assert_eq!(addresses.assign("full", network), Some(first));
+        assert_eq!(addresses.assign("full", &network), Some(first));
+        // A /22 holds four times as many, up to 10.42.7.254.
+        let wide = PodNetwork { base: Ipv4Addr::new(10, 42, 4, 0), prefix: 22 };
+        assert_eq!(wide.usable(), 1021);
+        let mut addresses = NodeAddresses::default();
+        let last = (0..1021).map(|i| addresses.assign(&format!("w{i}"), &wide).unwrap()).max().unwrap();
+        assert_eq!(last, Ipv4Addr::new(10, 42, 7, 254));
+        assert_eq!(addresses.assign("more", &wide), None);
     }
 
     #[test]

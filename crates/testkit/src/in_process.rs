@@ -36,6 +36,7 @@ pub async fn start_api_server() -> InProcessApi {
         secure_port: address.port(),
         service_cidr: Ipv4Cidr::parse("10.43.0.0/16").expect("service range"),
         cluster_cidr: Ipv4Cidr::parse("10.42.0.0/16").expect("cluster range"),
+        node_cidr_mask_size: tugboat_apiserver::DEFAULT_NODE_CIDR_PREFIX,
         bookmark_interval: Duration::from_secs(60),
         compaction_interval: Duration::from_secs(3600),
         agent_client_tls: None,

@@ -29,6 +29,9 @@ pub struct ServerArgs {
     /// Each Node gets a /24 pod network (spec.podCIDR) from this range.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// The prefix length of each Node's pod network: 24 gives 254 pod addresses per node.
+    #[arg(long, default_value_t = tugboat_apiserver::DEFAULT_NODE_CIDR_PREFIX)]
+    node_cidr_mask_size: u8,
     /// Extra names or addresses for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
@@ -128,6 +131,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         secure_port: args.secure_port,
         service_cidr,
         cluster_cidr: Ipv4Cidr::parse(&args.cluster_cidr).map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?,
+        node_cidr_mask_size: args.node_cidr_mask_size,
         bookmark_interval: Duration::from_secs(args.bookmark_interval_seconds.max(1)),
         compaction_interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
         agent_client_tls: Some(Arc::new(tugboat_pki::agent_client_tls_config(&agent_client).context("cannot set up TLS toward node agents")?)),

@@ -69,10 +69,13 @@ fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
 
 impl Cluster {
     async fn start(args: &Args, nodes: usize) -> anyhow::Result<Self> {
-        let server = Server::start_control_plane(&args.tugboat, &["--cluster-cidr", "10.0.0.0/8"]);
-        // Room for everything this run creates, as scheduler_perf sizes its nodes to the test.
+        // Room for everything this run creates, as scheduler_perf sizes its nodes to the test:
+        // pods per node, and a pod network per node with as many addresses.
         let planned = 2 * args.pods + args.paced_pods + args.replicas + args.total_pods;
-        let max_pods = (planned * 12 / 10 / nodes).max(110).to_string();
+        let max_pods = (planned * 12 / 10 / nodes.max(1)).max(110);
+        let mask = (16..=24u32).rev().find(|prefix| (1u32 << (32 - prefix)) - 3 >= max_pods as u32).unwrap_or(16).to_string();
+        let server = Server::start_control_plane(&args.tugboat, &["--cluster-cidr", "10.0.0.0/8", "--node-cidr-mask-size", &mask]);
+        let max_pods = max_pods.to_string();
         let sim = Sim::start(&args.tugboat, &server, &["--nodes", &nodes.to_string(), "--max-pods", &max_pods, "--cpu", "64", "--memory", "1Ti"]);
         let kubeconfig = server.kubeconfig();
         let clients = (0..args.clients.max(1)).map(|_| client(&kubeconfig)).collect::<anyhow::Result<Vec<_>>>()?;
