@@ -5,7 +5,7 @@
 //! until the watch cache has seen the new object, so two objects never get the same address.
 
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,6 @@ impl Ipv4Cidr {
     }
 }
 
-/// Each Node's pod network is this large, as Kubernetes' default node-cidr-mask-size.
 /// Kubernetes' default `--node-cidr-mask-size`: a /24 (254 pod addresses) per Node.
 pub const DEFAULT_NODE_CIDR_PREFIX: u8 = 24;
 
@@ -58,6 +57,9 @@ pub struct Allocator {
     cluster_cidr: Ipv4Cidr,
     node_cidr_prefix: u8,
     lock: Arc<Mutex<()>>,
+    /// Each Node's pod network (as a block number of the cluster network) as of a revision:
+    /// registering node N+1 must not decode N Nodes.
+    known_pod_cidrs: std::sync::Mutex<HashMap<String, (Revision, Option<u32>)>>,
 }
 
 /// Held from allocation until the created Service is visible in the cache.
@@ -71,17 +73,44 @@ impl Allocation {
     }
 }
 
-/// The first block of `prefix` bits in the cluster network that is not in `used`.
-fn free_node_block(cluster: Ipv4Cidr, prefix: u8, used: &HashSet<String>) -> Option<String> {
-    let prefix = prefix.max(cluster.prefix);
-    let blocks = 1u32 << (prefix - cluster.prefix);
-    let block_size = 1u32 << (32 - prefix);
-    (0..blocks).map(|i| format!("{}/{prefix}", Ipv4Addr::from(u32::from(cluster.base) + i * block_size))).find(|cidr| !used.contains(cidr))
+/// The cluster network cut into blocks of `prefix` bits, one per Node.
+#[derive(Clone, Copy)]
+struct NodeBlocks {
+    base: u32,
+    prefix: u8,
+    count: u32,
+}
+
+impl NodeBlocks {
+    fn new(cluster: Ipv4Cidr, prefix: u8) -> Self {
+        let prefix = prefix.max(cluster.prefix);
+        Self { base: u32::from(cluster.base), prefix, count: 1u32 << (prefix - cluster.prefix) }
+    }
+
+    fn size(&self) -> u32 {
+        1u32 << (32 - self.prefix)
+    }
+
+    /// The block number of a podCIDR, if it is one of these blocks.
+    fn number(&self, cidr: &str) -> Option<u32> {
+        let cidr = Ipv4Cidr::parse(cidr).ok()?;
+        let offset = u32::from(cidr.base).checked_sub(self.base)?;
+        (cidr.prefix == self.prefix && offset.is_multiple_of(self.size()) && offset / self.size() < self.count).then_some(offset / self.size())
+    }
+
+    fn cidr(&self, number: u32) -> String {
+        format!("{}/{}", Ipv4Addr::from(self.base + number * self.size()), self.prefix)
+    }
+
+    /// The first block not in `used`.
+    fn first_free(&self, used: &HashSet<u32>) -> Option<String> {
+        (0..self.count).find(|n| !used.contains(n)).map(|n| self.cidr(n))
+    }
 }
 
 impl Allocator {
     pub fn new(service_cidr: Ipv4Cidr, cluster_cidr: Ipv4Cidr, node_cidr_prefix: u8) -> Self {
-        Self { service_cidr, cluster_cidr, node_cidr_prefix: node_cidr_prefix.min(30), lock: Arc::new(Mutex::new(())) }
+        Self { service_cidr, cluster_cidr, node_cidr_prefix: node_cidr_prefix.min(30), lock: Arc::new(Mutex::new(())), known_pod_cidrs: Default::default() }
     }
 
     /// Fills in what a new object needs allocated: a Service's cluster IP and node ports
@@ -109,8 +138,20 @@ impl Allocator {
     /// The first node-sized block of the cluster network that no other Node holds.
     fn assign_pod_cidr(&self, resource: &'static ResourceType, node: &mut Value, cache: &Cache) -> ApiResult<()> {
         let snapshot = cache.resource(resource).snapshot(&keys::resource_prefix(resource), cache.applied());
-        let used: HashSet<String> = snapshot.objects.iter().map(|other| meta::str_at(&other.value(), "/spec/podCIDR").to_owned()).collect();
-        let Some(cidr) = free_node_block(self.cluster_cidr, self.node_cidr_prefix, &used) else {
+        let blocks = NodeBlocks::new(self.cluster_cidr, self.node_cidr_prefix);
+        let mut known = self.known_pod_cidrs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = HashMap::with_capacity(snapshot.objects.len());
+        for other in &snapshot.objects {
+            let number = match known.remove(other.name()) {
+                Some((revision, number)) if revision == other.revision => number,
+                _ => blocks.number(meta::str_at(&other.value(), "/spec/podCIDR")),
+            };
+            current.insert(other.name().to_owned(), (other.revision, number));
+        }
+        *known = current;
+        let used: HashSet<u32> = known.values().filter_map(|(_, number)| *number).collect();
+        drop(known);
+        let Some(cidr) = blocks.first_free(&used) else {
             let name = meta::name(node).to_owned();
             let message = format!("no free pod network left in the cluster network {}/{}; start the server with a larger --cluster-cidr (or a larger --node-cidr-mask-size)", self.cluster_cidr.base, self.cluster_cidr.prefix);
             return Err(ApiError::invalid(&Target { resource, name: &name }, &[FieldError { reason: "FieldValueInvalid", field: "spec.podCIDR".into(), message }]));
@@ -200,12 +241,16 @@ mod tests {
 
     #[test]
     fn node_blocks_follow_the_mask_size() {
-        let cluster = Ipv4Cidr::parse("10.0.0.0/8").unwrap();
-        let used = HashSet::from(["10.0.0.0/22".to_owned()]);
-        assert_eq!(free_node_block(cluster, 22, &used).as_deref(), Some("10.0.4.0/22"));
-        assert_eq!(free_node_block(cluster, DEFAULT_NODE_CIDR_PREFIX, &HashSet::new()).as_deref(), Some("10.0.0.0/24"));
-        let small = Ipv4Cidr::parse("10.42.0.0/24").unwrap();
-        assert_eq!(free_node_block(small, 24, &HashSet::from(["10.42.0.0/24".to_owned()])), None);
+        let blocks = NodeBlocks::new(Ipv4Cidr::parse("10.0.0.0/8").unwrap(), 22);
+        let used = HashSet::from([blocks.number("10.0.0.0/22").unwrap()]);
+        assert_eq!(blocks.first_free(&used).as_deref(), Some("10.0.4.0/22"));
+        assert_eq!(blocks.number("10.0.4.0/22"), Some(1));
+        assert_eq!(blocks.number("10.0.4.0/24"), None, "another size is not one of the blocks");
+        assert_eq!(blocks.number("11.0.0.0/22"), None);
+        let default = NodeBlocks::new(Ipv4Cidr::parse("10.0.0.0/8").unwrap(), DEFAULT_NODE_CIDR_PREFIX);
+        assert_eq!(default.first_free(&HashSet::new()).as_deref(), Some("10.0.0.0/24"));
+        let small = NodeBlocks::new(Ipv4Cidr::parse("10.42.0.0/24").unwrap(), 24);
+        assert_eq!(small.first_free(&HashSet::from([0])), None);
     }
 
     #[test]

@@ -321,20 +321,29 @@ fn directory_bytes(path: &Path) -> u64 {
 async fn measure(args: &Args, nodes: usize, fill: bool) -> anyhow::Result<Vec<String>> {
     println!("== {nodes} nodes");
     let cluster = Cluster::start(args, nodes).await?;
+    let timeout = Duration::from_secs(args.phase_timeout);
     let mut lines = Vec::new();
-    let plain = scheduling_run(&cluster, args, "plain", args.pods, None, false).await?;
-    lines.push(plain.line(&format!("{nodes} nodes, burst of {} plain pods", args.pods)));
-    println!("  {}", lines.last().map(String::as_str).unwrap_or_default());
-    let constrained = scheduling_run(&cluster, args, "constrained", args.pods, None, true).await?;
-    lines.push(constrained.line(&format!("{nodes} nodes, burst, anti-affinity + spread")));
-    println!("  {}", lines.last().map(String::as_str).unwrap_or_default());
+    let mut report = |line: String| {
+        println!("  {line}");
+        lines.push(line);
+    };
+    // Every phase starts on a settled cluster: all pods so far Running, nothing left in flight.
+    let mut pods = 0;
     let paced = scheduling_run(&cluster, args, "paced", args.paced_pods, Some(args.paced_rate), false).await?;
-    lines.push(paced.line(&format!("{nodes} nodes, paced at {}/s", args.paced_rate)));
-    println!("  {}", lines.last().map(String::as_str).unwrap_or_default());
+    report(paced.line(&format!("{nodes} nodes, paced at {}/s", args.paced_rate)));
+    pods += args.paced_pods;
+    cluster.watcher.running(pods, timeout).await;
+    let plain = scheduling_run(&cluster, args, "plain", args.pods, None, false).await?;
+    report(plain.line(&format!("{nodes} nodes, burst of {} plain pods", args.pods)));
+    pods += args.pods;
+    cluster.watcher.running(pods, timeout).await;
+    let constrained = scheduling_run(&cluster, args, "constrained", args.pods, None, true).await?;
+    report(constrained.line(&format!("{nodes} nodes, burst, anti-affinity + spread")));
+    pods += args.pods;
+    cluster.watcher.running(pods, timeout).await;
     let (took, available) = deployment_run(&cluster, args, args.replicas).await?;
-    lines.push(format!("{nodes} nodes, Deployment of {} replicas: {available} available after {:.1} s", args.replicas, took.as_secs_f64()));
-    println!("  {}", lines.last().map(String::as_str).unwrap_or_default());
-    let mut pods = 2 * args.pods + args.paced_pods + args.replicas;
+    report(format!("{nodes} nodes, Deployment of {} replicas: {available} available after {:.1} s", args.replicas, took.as_secs_f64()));
+    pods += args.replicas;
     if fill && args.total_pods > pods {
         cluster.namespace("fill").await?;
         let more = args.total_pods - pods;
@@ -342,16 +351,15 @@ async fn measure(args: &Args, nodes: usize, fill: bool) -> anyhow::Result<Vec<St
         println!("  created {more} more pods in {:.1} s", took.as_secs_f64());
         pods = args.total_pods;
     }
-    let running = cluster.watcher.running(pods, Duration::from_secs(args.phase_timeout)).await;
+    let running = cluster.watcher.running(pods, timeout).await;
     // Let the compaction and the caches settle a moment before reading memory.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let store = directory_bytes(&cluster.server.data_dir.path().join("db"));
-    lines.push(format!(
+    report(format!(
         "{nodes} nodes, {running} pods Running: server RSS {:.0} MiB, store {:.0} MiB",
         rss_kib(cluster.server_pid()) as f64 / 1024.0,
         store as f64 / (1024.0 * 1024.0)
     ));
-    println!("  {}", lines.last().map(String::as_str).unwrap_or_default());
     Ok(lines)
 }
 
