@@ -164,7 +164,7 @@ fn containers_heal_back_off_and_follow_probes() {
     let server = server();
     let node = server.node_name.clone().unwrap();
     server.apply(&format!(
-            r#"
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: heal}}
@@ -186,8 +186,7 @@ spec:
       periodSeconds: 1
       failureThreshold: 2
 "#
-        ),
-    );
+    ));
     let pod = wait_pod(&server, "heal", "main running", Duration::from_secs(60), |p| container(p, "main")["ready"] == true);
     let first_id = container(&pod, "main")["containerID"].as_str().unwrap().to_owned();
 
@@ -215,7 +214,7 @@ spec:
 
     // A program that keeps crashing goes to CrashLoopBackOff, and the gaps between its runs grow.
     server.apply(&format!(
-            r#"
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: crasher}}
@@ -226,8 +225,7 @@ spec:
     image: {image}
     command: ["sh", "-c", "exit 3"]
 "#
-        ),
-    );
+    ));
     let mut runs: Vec<(String, String)> = Vec::new();
     wait_until(Duration::from_secs(90), || {
         let pod = pod_json(&server, "crasher");
@@ -257,7 +255,7 @@ fn delete_runs_prestop_then_sigterm_and_restart_keeps_containers() {
     let shared = server.data_dir.path().join("shared");
     std::fs::create_dir_all(&shared).unwrap();
     server.apply(&format!(
-            r#"
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: graceful}}
@@ -317,7 +315,7 @@ fn bad_images_and_commands_are_reported() {
     let server = server();
     let node = server.node_name.clone().unwrap();
     server.apply(&format!(
-            r#"
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: broken}}
@@ -346,8 +344,7 @@ spec:
     command: ["sh", "-c", "x=$(yes | head -c 200000000); echo survived"]
     resources: {{limits: {{memory: 20Mi}}}}
 "#
-        ),
-    );
+    ));
     // Going over the memory limit is reported as OOMKilled.
     let hog = wait_pod(&server, "hog", "Failed", Duration::from_secs(60), |p| p["status"]["phase"] == "Failed");
     assert_eq!(container(&hog, "hog")["state"]["terminated"]["reason"], "OOMKilled", "{hog:#}");
@@ -369,7 +366,7 @@ fn the_scheduler_places_pods_and_explains_what_does_not_fit() {
     let server = server();
     let node = server.node_name.clone().unwrap();
     server.apply(&format!(
-            r#"
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: placed}}
@@ -398,8 +395,7 @@ spec:
   - name: main
     image: {image}
 "#
-        ),
-    );
+    ));
     let placed = wait_pod(&server, "placed", "Running", Duration::from_secs(60), |p| p["status"]["phase"] == "Running");
     assert_eq!(placed["spec"]["nodeName"], node.as_str());
     let events = server.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=placed"]);

@@ -207,7 +207,7 @@ fn a_rollout_that_never_gets_ready_exceeds_its_progress_deadline() {
     let image = ensure_test_registry();
     let server = server();
     server.apply(&format!(
-            r#"
+        r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: never}}
@@ -225,8 +225,7 @@ spec:
         command: ["sleep", "100000"]
         readinessProbe: {{exec: {{command: ["false"]}}, periodSeconds: 1}}
 "#
-        ),
-    );
+    ));
     let output = server.kubectl(&["rollout", "status", "deployment/never", "--timeout=60s"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "rollout status fails: {}{stderr}\n{}", String::from_utf8_lossy(&output.stdout), server.kubectl_ok(&["get", "deployment,rs,pods", "-o", "yaml"]));
@@ -240,7 +239,7 @@ fn replica_sets_and_replication_controllers_replace_deleted_pods() {
     let image = ensure_test_registry();
     let server = server();
     server.apply(&format!(
-            r#"
+        r#"
 apiVersion: apps/v1
 kind: ReplicaSet
 metadata: {{name: heal}}
@@ -265,8 +264,7 @@ spec:
       terminationGracePeriodSeconds: 0
       containers: [{{name: main, image: "{image}", command: ["sleep", "100000"]}}]
 "#
-        ),
-    );
+    ));
     let pods = running(&server, "app=heal", 3);
     let victim = name(&pods[0]);
     let watch = PodWatch::start(&server, "app=heal");
