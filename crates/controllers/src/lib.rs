@@ -109,7 +109,7 @@ pub async fn run_all(client: Client, options: ControllerOptions, shutdown: impl 
         run_replicas(&informers, options.workers, wait(stopped.clone())),
         deployment::run(&informers, wait(stopped.clone())),
         garbage_collector::run(&informers, wait(stopped.clone())),
-        service_accounts::run(client.clone(), wait(stopped.clone())),
+        service_accounts::run(&informers, wait(stopped.clone())),
         node_lifecycle::run(client, &informers, options.node_monitor_grace_period, options.node_eviction_rate, wait(stopped)),
     );
     tokio::pin!(all);

@@ -1,12 +1,14 @@
 //! The ServiceAccount controller: every active namespace has a `default` ServiceAccount, created
 //! when the namespace appears and again if someone deletes it.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tugboat_client::{Client, ClientError};
+
+use crate::runtime::{Change, SharedInformers};
 
 const DEFAULT: &str = "default";
 
@@ -40,28 +42,31 @@ impl Controller {
     }
 }
 
-/// Runs the ServiceAccount controller until `shutdown` resolves.
-pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
-    let controller = Arc::new(Controller { client: client.clone(), dirty: Mutex::default(), wake: Notify::new() });
+/// Runs the ServiceAccount controller on the controller manager's shared informers until
+/// `shutdown` resolves.
+pub async fn run(informers: &SharedInformers, shutdown: impl std::future::Future<Output = ()>) {
+    let controller = Arc::new(Controller { client: informers.client().clone(), dirty: Mutex::default(), wake: Notify::new() });
     let mut tasks = tokio::task::JoinSet::new();
     let c = controller.clone();
-    tasks.spawn(async move {
-        tugboat_client::inform::<Value>(&c.client.clone(), "/api/v1/namespaces", |event, namespace| {
-            if event != "DELETED" {
+    informers.subscribe(
+        "/api/v1/namespaces",
+        Arc::new(move |change: &Change| {
+            if let Change::Added(namespace) | Change::Updated { new: namespace, .. } = change {
                 c.mark(namespace["metadata"]["name"].as_str().unwrap_or_default());
             }
-        })
-        .await
-    });
+        }),
+    );
     let c = controller.clone();
-    tasks.spawn(async move {
-        tugboat_client::inform::<Value>(&c.client.clone(), "/api/v1/serviceaccounts", |event, account| {
-            if event == "DELETED" && account["metadata"]["name"] == DEFAULT {
-                c.mark(account["metadata"]["namespace"].as_str().unwrap_or_default());
+    informers.subscribe(
+        "/api/v1/serviceaccounts",
+        Arc::new(move |change: &Change| {
+            if let Change::Deleted(account) = change {
+                if account["metadata"]["name"] == DEFAULT {
+                    c.mark(account["metadata"]["namespace"].as_str().unwrap_or_default());
+                }
             }
-        })
-        .await
-    });
+        }),
+    );
     let c = controller.clone();
     tasks.spawn(async move {
         loop {

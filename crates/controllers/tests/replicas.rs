@@ -275,7 +275,8 @@ async fn burst_never_creates_twice() {
 #[tokio::test]
 async fn every_namespace_gets_a_default_service_account() {
     let (client, _dir) = start_server().await;
-    tokio::spawn(tugboat_controllers::service_accounts::run(client.clone(), std::future::pending()));
+    let informers = tugboat_controllers::shared_informers(&client);
+    tokio::spawn(async move { tugboat_controllers::service_accounts::run(&informers, std::future::pending()).await });
     let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
     client.create("/api/v1/namespaces", &namespace).await.unwrap();
     let path = "/api/v1/namespaces/team/serviceaccounts/default";
