@@ -262,9 +262,15 @@ pub struct SharedInformers {
 
 struct SharedInner {
     client: Client,
-    transforms: HashMap<String, Transform>,
-    lags: HashMap<String, Duration>,
+    /// How each collection's informer is made, for those not started yet.
+    settings: Mutex<HashMap<String, Settings>>,
     informers: Mutex<HashMap<String, Shared>>,
+}
+
+#[derive(Default)]
+struct Settings {
+    transform: Option<Transform>,
+    lag: Duration,
 }
 
 struct Shared {
@@ -290,15 +296,13 @@ impl Drop for SharedInner {
 
 impl SharedInformers {
     pub fn new(client: Client) -> Self {
-        let inner = SharedInner { client, transforms: HashMap::new(), lags: HashMap::new(), informers: Mutex::default() };
+        let inner = SharedInner { client, settings: Mutex::default(), informers: Mutex::default() };
         Self { inner: Arc::new(inner) }
     }
 
-    fn configure(mut self, configure: impl FnOnce(&mut SharedInner)) -> Self {
-        // Configuration happens before anyone shares the factory.
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            configure(inner);
-        }
+    /// Changes how the collection's informer will be made (it must not have started yet).
+    fn configure(self, path: &str, configure: impl FnOnce(&mut Settings)) -> Self {
+        configure(self.inner.settings.lock().unwrap_or_else(|p| p.into_inner()).entry(path.to_owned()).or_default());
         self
     }
 
@@ -308,16 +312,12 @@ impl SharedInformers {
 
     /// Caches the collection's objects as `transform` shapes them (for every subscriber).
     pub fn with_transform(self, path: &str, transform: Transform) -> Self {
-        self.configure(|inner| {
-            inner.transforms.insert(path.to_owned(), transform);
-        })
+        self.configure(path, |settings| settings.transform = Some(transform))
     }
 
     /// The collection's cache trails the API server by `lag` (see [`Informer::with_lag`]).
     pub fn with_lag(self, path: &str, lag: Duration) -> Self {
-        self.configure(|inner| {
-            inner.lags.insert(path.to_owned(), lag);
-        })
+        self.configure(path, |settings| settings.lag = lag)
     }
 
     /// The collection's cache, starting its informer if nobody has yet (for a controller that
@@ -339,12 +339,10 @@ impl SharedInformers {
                     }
                 })
             };
-            let mut informer = Informer::new(self.inner.client.clone(), path, cache.clone(), fan_out);
-            if let Some(transform) = self.inner.transforms.get(path) {
-                informer = informer.with_transform(transform.clone());
-            }
-            if let Some(lag) = self.inner.lags.get(path) {
-                informer = informer.with_lag(*lag);
+            let settings = self.inner.settings.lock().unwrap_or_else(|p| p.into_inner()).remove(path).unwrap_or_default();
+            let mut informer = Informer::new(self.inner.client.clone(), path, cache.clone(), fan_out).with_lag(settings.lag);
+            if let Some(transform) = settings.transform {
+                informer = informer.with_transform(transform);
             }
             let synced = informer.synced();
             Shared { cache, handlers, synced, task: tokio::spawn(informer.run()) }

@@ -121,18 +121,26 @@ fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
     })
 }
 
+/// The set-based operators label selectors and node selectors share, applied to a label's value
+/// (None: the label is absent); None for any other operator.
+pub fn set_requirement_matches(operator: &str, values: &[String], value: Option<&str>) -> Option<bool> {
+    match operator {
+        "In" => Some(value.is_some_and(|v| values.iter().any(|x| x == v))),
+        "NotIn" => Some(value.is_none_or(|v| !values.iter().any(|x| x == v))),
+        "Exists" => Some(value.is_some()),
+        "DoesNotExist" => Some(value.is_none()),
+        _ => None,
+    }
+}
+
 fn requirement_matches(requirement: &NodeSelectorRequirement, value: Option<&str>) -> bool {
     let values = requirement.values.as_deref().unwrap_or_default();
     match requirement.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
         "Gt" | "Lt" => {
             let (Some(v), Some(bound)) = (value.and_then(|v| v.parse::<i64>().ok()), values.first().and_then(|b| b.parse::<i64>().ok())) else { return false };
             if requirement.operator == "Gt" { v > bound } else { v < bound }
         }
-        _ => false,
+        operator => set_requirement_matches(operator, values, value).unwrap_or(false),
     }
 }
 

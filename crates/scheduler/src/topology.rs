@@ -7,7 +7,7 @@
 //! anti-affinity could match, costs nothing here (`PodTopology::build` answers `None`).
 
 use crate::cache::{Cache, LabelSource, NamespaceLabels, NodeInfo, PodInfo};
-use crate::plugins::node_affinity_matches;
+use crate::plugins::{node_affinity_matches, set_requirement_matches};
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,15 +17,8 @@ use std::sync::Arc;
 pub fn selector_matches(selector: &LabelSelector, labels: &impl LabelSource) -> bool {
     selector.match_labels.iter().flatten().all(|(key, value)| labels.label(key) == Some(value.as_str()))
         && selector.match_expressions.iter().flatten().all(|requirement| {
-            let value = labels.label(&requirement.key);
             let values = requirement.values.as_deref().unwrap_or_default();
-            match requirement.operator.as_str() {
-                "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-                "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
+            set_requirement_matches(&requirement.operator, values, labels.label(&requirement.key)).unwrap_or(false)
         })
 }
 

@@ -135,7 +135,7 @@ pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Work>();
     let workers = {
         let (client, state) = (client.clone(), state.clone());
-        tokio::spawn(receiver_stream(receiver).for_each_concurrent(writers, move |work| {
+        tokio::spawn(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver).for_each_concurrent(writers, move |work| {
             let (client, state) = (client.clone(), state.clone());
             async move {
                 let uid = work.action.uid().to_owned();
@@ -179,10 +179,6 @@ pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize
     };
     tugboat_client::inform::<Value>(&client, "/api/v1/pods", handle).await;
     workers.abort();
-}
-
-fn receiver_stream<T: Send + 'static>(mut receiver: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |context| receiver.poll_recv(context))
 }
 
 async fn perform(client: &Client, work: Work) -> Result<(), ClientError> {
