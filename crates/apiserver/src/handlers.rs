@@ -305,8 +305,10 @@ impl ApiServer {
             }]));
         }
         let expected_uid = meta::str_at(&binding, "/metadata/uid").to_owned();
+        // One write sets the node and PodScheduled=True, as Kubernetes' binding storage does:
+        // every pod is bound once, so a second write here would be a fifth of a burst's writes.
         self.objects
-            .update(pods, namespace, name, Part::Main, false, write_options(query)?, |current| {
+            .update(pods, namespace, name, Part::MainAndStatus, false, write_options(query)?, |current| {
                 let target = Target { resource: pods, name };
                 if !expected_uid.is_empty() && meta::str_at(current, "/metadata/uid") != expected_uid {
                     return Err(ApiError::conflict(&target, "the UID in the binding does not match the pod"));
@@ -320,13 +322,6 @@ impl ApiServer {
                 }
                 let mut next = current.clone();
                 meta::object_field_mut(&mut next, "spec").insert("nodeName".into(), node.clone().into());
-                Ok(next)
-            })
-            .await?;
-        // PodScheduled=True is status, which the main write above cannot touch.
-        self.objects
-            .update(pods, namespace, name, Part::Status, false, write_options(query)?, |current| {
-                let mut next = current.clone();
                 let status = meta::object_field_mut(&mut next, "status");
                 let conditions = status.entry("conditions").or_insert_with(|| json!([]));
                 if let Value::Array(conditions) = conditions {

@@ -4,7 +4,7 @@
 //! Invariant: every write is one conditional store operation on the revision that was read;
 //! a lost race is retried from a fresh read or answered with 409, never silently merged.
 //! Invariant: a write to the main resource never changes `.status`; a write to `/status`
-//! changes only `.status`.
+//! changes only `.status`; only pods/binding changes both, in one write.
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -26,6 +26,9 @@ const MAX_WRITE_ATTEMPTS: usize = 16;
 pub enum Part {
     Main,
     Status,
+    /// Both at once: only for the subresource Kubernetes lets set both in one write
+    /// (pods/binding sets `spec.nodeName` and the PodScheduled condition together).
+    MainAndStatus,
 }
 
 /// Options of a write request.
@@ -480,6 +483,7 @@ fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: 
         Part::Main if resource.subresources.status => with_status_of(desired, current),
         Part::Main => desired,
         Part::Status => with_status_of(current.clone(), &desired),
+        Part::MainAndStatus => desired,
     };
     let current_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     let metadata = meta::metadata_mut(&mut next);
@@ -492,7 +496,7 @@ fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: 
     if let Some(rv) = current_meta.get("resourceVersion") {
         metadata.insert("resourceVersion".into(), rv.clone());
     }
-    if resource.tracks_generation() && spec_of(current) != spec_of(&next) {
+    if resource.tracks_generation() && !same_spec(current, &next) {
         let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         meta::metadata_mut(&mut next).insert("generation".into(), generation.into());
     }
@@ -510,13 +514,15 @@ fn with_status_of(mut object: Value, source: &Value) -> Value {
     object
 }
 
-/// Everything but metadata and status: what `metadata.generation` counts changes of.
-fn spec_of(object: &Value) -> Map<String, Value> {
-    let mut fields = object.as_object().cloned().unwrap_or_default();
-    for f in ["metadata", "status", "apiVersion", "kind"] {
-        fields.remove(f);
-    }
-    fields
+/// Whether two objects agree on everything but metadata and status: what `metadata.generation`
+/// counts changes of. Compared in place; pods are large and this runs on every write.
+fn same_spec(a: &Value, b: &Value) -> bool {
+    const NOT_SPEC: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
+    let empty = Map::new();
+    let a = a.as_object().unwrap_or(&empty);
+    let b = b.as_object().unwrap_or(&empty);
+    let spec = |fields: &Map<String, Value>| fields.keys().filter(|k| !NOT_SPEC.contains(&k.as_str())).count();
+    spec(a) == spec(b) && a.iter().filter(|(k, _)| !NOT_SPEC.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// The object marked for deletion, or `None` if it can be removed right away.
