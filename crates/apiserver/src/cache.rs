@@ -113,11 +113,14 @@ impl Change {
         self.object.revision
     }
 
-    fn from_store_event(resource: &ResourceType, event: &Event) -> Result<Self, serde_json::Error> {
+    /// `cached`: the cache's current object under the event's key, if any. When it is the
+    /// version the event replaces (almost always), it is the change's `prev` without decoding.
+    fn from_store_event(resource: &ResourceType, event: &Event, cached: Option<Arc<CachedObject>>) -> Result<Self, serde_json::Error> {
         let object = Arc::new(CachedObject::decode(resource, &event.kv.key, &event.kv.value, event.kv.mod_revision)?);
-        let prev = match &event.prev {
-            Some(p) => Some(Arc::new(CachedObject::decode(resource, &p.key, &p.value, p.mod_revision)?)),
-            None => None,
+        let prev = match (&event.prev, cached) {
+            (Some(p), Some(cached)) if cached.revision == p.mod_revision => Some(cached),
+            (Some(p), _) => Some(Arc::new(CachedObject::decode(resource, &p.key, &p.value, p.mod_revision)?)),
+            (None, _) => None,
         };
         let kind = match (event.kind, &prev) {
             (EventKind::Delete, _) => ChangeKind::Deleted,
@@ -353,7 +356,7 @@ impl Cache {
         while let Some(event) = events.next().await {
             let event = event?;
             if let Some((_, cache)) = self.route(&event.kv.key) {
-                match Change::from_store_event(cache.resource, &event) {
+                match Change::from_store_event(cache.resource, &event, cache.object(&event.kv.key)) {
                     Ok(change) => cache.apply(change),
                     Err(error) => tracing::error!(key = %event.kv.key, %error, "skipping undecodable stored object"),
                 }
@@ -374,7 +377,7 @@ impl Cache {
         Ok(events
             .filter_map(move |event| async move {
                 match event {
-                    Ok(event) => Change::from_store_event(resource, &event).ok().map(|c| Ok(Arc::new(c))),
+                    Ok(event) => Change::from_store_event(resource, &event, None).ok().map(|c| Ok(Arc::new(c))),
                     Err(error) => Some(Err(ApiError::from_store(error))),
                 }
             })

@@ -24,6 +24,9 @@ use crate::{keys, ApiServer};
 /// Without `timeoutSeconds`, a watch lasts this long (kube-apiserver: 30 to 60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// A chunk of watch events is sent once it reaches this size (HTTP/2's default frame size).
+const CHUNK_BYTES: usize = 16 * 1024;
+
 /// Encodes watch events for one client, in its format, with its filter.
 struct Encoder {
     resource: &'static ResourceType,
@@ -147,13 +150,20 @@ pub async fn serve(server: &ApiServer, path: &ResourcePath, query: &Query, forma
                 loop {
                     match resource_cache.changes_after(after) {
                         Catchup::Changes(changes) => {
+                            // Events that are ready together leave in one chunk: one HTTP/2
+                            // frame, one TLS record and one write instead of one per event.
+                            let mut chunk = BytesMut::new();
                             for change in changes {
                                 after = change.revision();
                                 if let Some(event) = encoder.change(&change) {
-                                    if !send(event).await {
+                                    chunk.put_slice(&event);
+                                    if chunk.len() >= CHUNK_BYTES && !send(chunk.split().freeze()).await {
                                         return;
                                     }
                                 }
+                            }
+                            if !chunk.is_empty() && !send(chunk.freeze()).await {
+                                return;
                             }
                         }
                         Catchup::TooOld => {
