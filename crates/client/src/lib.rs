@@ -2,7 +2,7 @@
 //! kubeconfig, JSON bodies, and line-delimited watch streams. Tugboat's own components and
 //! benchmarks use it; it depends on no server crate.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, StreamExt};
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -14,6 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tugboat_pki::Kubeconfig;
+
+mod shape;
+pub use shape::Shape;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -129,6 +132,26 @@ impl Client {
 
     /// A watch (`path` must carry `watch=true`): one decoded event per item.
     pub async fn watch(&self, path: &str) -> Result<BoxStream<'static, Result<Value, ClientError>>, ClientError> {
+        self.watch_shaped(path, None).await
+    }
+
+    /// A watch whose events' objects keep only `shape` (ERROR events are kept whole).
+    pub async fn watch_shaped(&self, path: &str, shape: Option<&Shape>) -> Result<BoxStream<'static, Result<Value, ClientError>>, ClientError> {
+        let event_shape = shape.map(|shape| Shape::Fields([("type".to_owned(), Shape::All), ("object".to_owned(), shape.clone())].into()));
+        let decode = move |line: &[u8]| -> Result<Value, serde_json::Error> {
+            let Some(event_shape) = &event_shape else { return serde_json::from_slice(line) };
+            let event = event_shape.decode(line)?;
+            if event["type"] == "ERROR" {
+                return serde_json::from_slice(line);
+            }
+            Ok(event)
+        };
+        let lines = self.watch_lines(path).await?;
+        Ok(lines.map(move |line| Ok(decode(&line?)?)).boxed())
+    }
+
+    /// A watch as its undecoded event lines.
+    pub async fn watch_lines(&self, path: &str) -> Result<BoxStream<'static, Result<Bytes, ClientError>>, ClientError> {
         let response = self.send(Method::GET, path, None).await?;
         if !response.status().is_success() {
             let status = response.status();
@@ -136,22 +159,31 @@ impl Client {
             return Err(ClientError::Status { code: status, reason: String::new(), message: String::from_utf8_lossy(&bytes).into_owned() });
         }
         let frames = response.into_body().into_data_stream();
-        let lines = futures::stream::unfold((frames, Vec::<u8>::new()), |(mut frames, mut buffer)| async move {
+        // A chunk may hold several events, and an event may span chunks.
+        let lines = futures::stream::unfold((frames, BytesMut::new()), |(mut frames, mut buffer)| async move {
             loop {
                 if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buffer.drain(..=end).collect();
-                    let event = serde_json::from_slice::<Value>(&line[..line.len() - 1]).map_err(ClientError::from);
-                    return Some((event, (frames, buffer)));
+                    let mut line = buffer.split_to(end + 1);
+                    line.truncate(end);
+                    return Some((Ok(line.freeze()), (frames, buffer)));
                 }
                 match frames.next().await {
                     Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                    Some(Err(e)) => return Some((Err(ClientError::Transport(e.to_string())), (frames, Vec::new()))),
+                    Some(Err(e)) => return Some((Err(ClientError::Transport(e.to_string())), (frames, BytesMut::new()))),
                     None => return None,
                 }
             }
         });
         Ok(lines.boxed())
     }
+}
+
+/// One watch event decoded straight into the object's type.
+#[derive(serde::Deserialize)]
+struct TypedEvent<T> {
+    #[serde(rename = "type")]
+    kind: String,
+    object: T,
 }
 
 /// An informer: lists `collection`, then watches it from the list's revision, calling
@@ -175,18 +207,15 @@ pub async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection:
         let version = list["metadata"]["resourceVersion"].as_str().unwrap_or_default();
         let separator = if collection.contains('?') { '&' } else { '?' };
         let path = format!("{collection}{separator}watch=true&allowWatchBookmarks=true&resourceVersion={version}");
-        match client.watch(&path).await {
-            Ok(mut events) => {
-                while let Some(Ok(event)) = events.next().await {
-                    let kind = event["type"].as_str().unwrap_or_default();
-                    match kind {
-                        "ERROR" => break,
-                        "BOOKMARK" => continue,
-                        _ => {
-                            if let Ok(object) = serde_json::from_value::<T>(event["object"].clone()) {
-                                handle(kind, object);
-                            }
-                        }
+        match client.watch_lines(&path).await {
+            Ok(mut lines) => {
+                while let Some(Ok(line)) = lines.next().await {
+                    match serde_json::from_slice::<TypedEvent<T>>(&line) {
+                        Ok(TypedEvent { kind, .. }) if kind == "BOOKMARK" => continue,
+                        Ok(TypedEvent { kind, object }) => handle(&kind, object),
+                        // ERROR (its object is a Status) or an object this reader cannot use.
+                        Err(_) if serde_json::from_slice::<Value>(&line).is_ok_and(|event| event["type"] == "ERROR") => break,
+                        Err(_) => continue,
                     }
                 }
             }

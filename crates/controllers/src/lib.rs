@@ -93,7 +93,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The informers a controller manager shares: pods are cached only in the shape the controllers
 /// read ([`pods::summary`]).
 pub fn shared_informers(client: &Client) -> runtime::SharedInformers {
-    runtime::SharedInformers::new(client.clone()).with_transform(PODS, std::sync::Arc::new(pods::summary))
+    runtime::SharedInformers::new(client.clone()).with_transform(PODS, std::sync::Arc::new(pods::summary()))
 }
 
 const PODS: &str = "/api/v1/pods";

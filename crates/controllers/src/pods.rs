@@ -1,31 +1,32 @@
 //! Pure rules about pods: activity, readiness, availability, and the order in which surplus pods
 //! are deleted (Kubernetes' `ActivePodsWithRanks`).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cmp::Ordering;
+use tugboat_client::Shape;
 
 /// The fields of a pod the controllers read, and nothing else: the shared pod informer caches
 /// pods in this shape (client-go's transform), so 150,000 pods cost a few KB each, not a full
-/// copy. Every rule in this crate that reads pods must find its fields here.
-pub fn summary(pod: &Value) -> Value {
-    let mut kept = json!({"metadata": {}, "spec": {}, "status": {}});
-    let metadata = ["name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences", "deletionTimestamp", "creationTimestamp"];
-    for (part, fields) in [("metadata", &metadata[..]), ("spec", &["nodeName", "tolerations"][..]), ("status", &["phase"][..])] {
-        for field in fields {
-            if let Some(value) = pod[part].get(*field) {
-                kept[part][*field] = value.clone();
-            }
-        }
-    }
-    if let Some(conditions) = pod["status"]["conditions"].as_array() {
-        let conditions: Vec<Value> = conditions.iter().map(|c| json!({"type": c["type"], "status": c["status"], "lastTransitionTime": c["lastTransitionTime"]})).collect();
-        kept["status"]["conditions"] = conditions.into();
-    }
-    if let Some(statuses) = pod["status"]["containerStatuses"].as_array() {
-        let statuses: Vec<Value> = statuses.iter().map(|c| json!({"restartCount": c["restartCount"]})).collect();
-        kept["status"]["containerStatuses"] = statuses.into();
-    }
-    kept
+/// copy, and decoding a pod event skips the rest. Every rule in this crate that reads pods must
+/// find its fields here.
+pub fn summary() -> Shape {
+    Shape::of(&[
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "metadata.resourceVersion",
+        "metadata.labels",
+        "metadata.ownerReferences",
+        "metadata.deletionTimestamp",
+        "metadata.creationTimestamp",
+        "spec.nodeName",
+        "spec.tolerations",
+        "status.phase",
+        "status.conditions.type",
+        "status.conditions.status",
+        "status.conditions.lastTransitionTime",
+        "status.containerStatuses.restartCount",
+    ])
 }
 
 /// A pod that counts toward replicas: not terminating and not finished.
@@ -139,6 +140,7 @@ pub fn deletion_order(pods: &[&Value]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_summary_keeps_what_the_rules_read() {
@@ -149,7 +151,7 @@ mod tests {
             "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:01Z", "message": "m"}],
                 "containerStatuses": [{"name": "c", "restartCount": 3, "image": "i"}]},
         });
-        let kept = summary(&full);
+        let kept = summary().apply(&full);
         assert!(kept["metadata"]["annotations"].is_null() && kept["spec"]["containers"].is_null() && kept["status"]["podIP"].is_null());
         assert_eq!(kept["metadata"]["labels"]["app"], "a");
         assert_eq!(kept["spec"]["tolerations"][0]["key"], "k");

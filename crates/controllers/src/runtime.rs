@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
-use tugboat_client::Client;
+use tugboat_client::{Client, Shape};
 
 use crate::ControllerError;
 
@@ -46,10 +46,11 @@ impl Change {
 
 pub type Handler = Arc<dyn Fn(&Change) + Send + Sync>;
 
-/// Shapes each object before it is cached and handed to the handler (client-go's transform): a
-/// controller that reads a few fields of a large collection keeps only those. It must keep
-/// `metadata.name`, `metadata.namespace` and `metadata.resourceVersion`.
-pub type Transform = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+/// The fields kept of each object before it is cached and handed to the handler (client-go's
+/// transform, applied while decoding): a controller that reads a few fields of a large
+/// collection keeps only those. It must keep `metadata.name`, `metadata.namespace` and
+/// `metadata.resourceVersion`.
+pub type Transform = Arc<Shape>;
 
 /// The informer's view of one resource, keyed by `namespace/name`.
 #[derive(Default)]
@@ -122,7 +123,7 @@ impl Informer {
 
     fn shape(&self, object: &Value) -> Arc<Value> {
         Arc::new(match &self.transform {
-            Some(transform) => transform(object),
+            Some(shape) => shape.apply(object),
             None => object.clone(),
         })
     }
@@ -192,7 +193,7 @@ impl Informer {
     async fn watch(&self, revision: &str) -> Result<(), ControllerError> {
         let separator = if self.path.contains('?') { '&' } else { '?' };
         let path = format!("{}{separator}watch=true&allowWatchBookmarks=true&resourceVersion={revision}", self.path);
-        let mut events = self.client.watch(&path).await?;
+        let mut events = self.client.watch_shaped(&path, self.transform.as_deref()).await?;
         if !self.lag.is_zero() {
             // A reader task stamps events on arrival so the lag does not accumulate.
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -218,8 +219,9 @@ impl Informer {
 
     async fn apply(&self, mut events: futures::stream::BoxStream<'static, Result<Value, tugboat_client::ClientError>>) -> Result<(), ControllerError> {
         while let Some(event) = events.next().await {
-            let event = event?;
-            let object = &event["object"];
+            let mut event = event?;
+            // Watch events arrive already shaped.
+            let object = event["object"].take();
             match event["type"].as_str().unwrap_or_default() {
                 "BOOKMARK" => continue,
                 "ERROR" => {
@@ -227,8 +229,8 @@ impl Informer {
                     return Err(ControllerError::WatchError(object["message"].as_str().unwrap_or("unknown").to_owned()));
                 }
                 kind @ ("ADDED" | "MODIFIED" | "DELETED") => {
-                    let Some(key) = object_key(object) else { continue };
-                    let object = self.shape(object);
+                    let Some(key) = object_key(&object) else { continue };
+                    let object = Arc::new(object);
                     let change = {
                         let mut objects = self.cache.write();
                         if kind == "DELETED" {

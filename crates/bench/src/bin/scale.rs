@@ -142,7 +142,9 @@ impl Watcher {
     async fn start(client: &Client) -> anyhow::Result<Self> {
         let list = client.get("/api/v1/pods?limit=1").await?;
         let revision = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_owned();
-        let mut events = client.watch(&format!("/api/v1/pods?watch=true&resourceVersion={revision}")).await?;
+        // Only what is recorded is decoded: the watcher shares the machine with what it measures.
+        let shape = tugboat_client::Shape::of(&["metadata.name", "metadata.namespace", "spec.nodeName", "status.phase"]);
+        let mut events = client.watch_shaped(&format!("/api/v1/pods?watch=true&resourceVersion={revision}"), Some(&shape)).await?;
         let observed: Arc<Mutex<Observed>> = Arc::default();
         let task = {
             let observed = observed.clone();
