@@ -18,7 +18,7 @@ use crate::ControllerError;
 
 /// At most this many creates or deletes per reconcile (Kubernetes' `burstReplicas`).
 const BURST_REPLICAS: usize = 500;
-/// Requests in flight at once within one batch of creates or deletes.
+/// Deletes in flight at once.
 const CONCURRENT_REQUESTS: usize = 16;
 
 /// The kind a controller manages.
@@ -442,9 +442,10 @@ impl ReplicaController {
         }
     }
 
-    /// Creates `count` pods in batches of 1, 2, 4, ... and stops at the first batch with a
-    /// failure (Kubernetes' `slowStartBatch`: a quota or admission error fails once, not 500
-    /// times). Returns how many creates were attempted, and the first error.
+    /// Creates `count` pods in batches of 1, 2, 4, ..., each batch's creates all in flight at
+    /// once, and stops at the first batch with a failure (Kubernetes' `slowStartBatch`: a quota
+    /// or admission error fails once, not 500 times). Returns how many creates were attempted,
+    /// and the first error.
     async fn slow_start_creates(&self, key: &str, owner: &Value, count: usize) -> (usize, Result<(), ControllerError>) {
         let mut attempted = 0;
         let mut batch = 1;
@@ -452,7 +453,7 @@ impl ReplicaController {
             let size = batch.min(count - attempted);
             attempted += size;
             let creates: Vec<_> = (0..size).map(|_| self.create_pod(key, owner)).collect();
-            let results: Vec<Result<(), ControllerError>> = stream::iter(creates).buffer_unordered(CONCURRENT_REQUESTS).collect().await;
+            let results: Vec<Result<(), ControllerError>> = futures::future::join_all(creates).await;
             if let Some(error) = results.into_iter().find_map(Result::err) {
                 return (attempted, Err(error));
             }
