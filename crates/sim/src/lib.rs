@@ -24,7 +24,7 @@ use tugboat_client::{Client, ClientError};
 pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
 const LEASE_DURATION_SECONDS: u64 = 40;
 /// API writes the simulator keeps in flight at once (registrations, renewals, pod status).
-const CONCURRENT_WRITES: usize = 64;
+const CONCURRENT_WRITES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
