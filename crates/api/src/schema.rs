@@ -207,29 +207,51 @@ impl PatchMeta for SchemaNode {
 pub fn unknown_fields(resource: &ResourceType, object: &Value) -> Vec<String> {
     let mut found = Vec::new();
     if let Some(node) = Definitions::get().node(&resource.definition) {
-        walk_unknown(object, &node, "", &mut found);
+        walk_unknown(object, &node, None, &mut found);
     }
     found
 }
 
-fn walk_unknown(value: &Value, node: &SchemaNode, path: &str, found: &mut Vec<String>) {
+/// Where the walk is: a chain of steps back to the root, turned into text only for the fields
+/// reported (the walk visits every field of every request body).
+enum Step<'a> {
+    Field(&'a Step<'a>, &'a str),
+    RootField(&'a str),
+    Item(&'a Step<'a>, usize),
+}
+
+impl std::fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::RootField(name) => f.write_str(name),
+            Step::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Step::Item(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
+fn walk_unknown(value: &Value, node: &SchemaNode, at: Option<&Step>, found: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             if node.is_open() {
                 return;
             }
             for (key, child_value) in map {
-                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let step = match at {
+                    Some(parent) => Step::Field(parent, key),
+                    None => Step::RootField(key),
+                };
                 match node.child(key) {
-                    Some(child) => walk_unknown(child_value, &child, &child_path, found),
-                    None => found.push(child_path),
+                    Some(child) => walk_unknown(child_value, &child, Some(&step), found),
+                    None => found.push(step.to_string()),
                 }
             }
         }
         Value::Array(items) => {
-            if let Some(item_node) = node.items() {
+            // A top-level array has no path to extend; Kubernetes objects are never one.
+            if let (Some(item_node), Some(parent)) = (node.items(), at) {
                 for (i, item) in items.iter().enumerate() {
-                    walk_unknown(item, &item_node, &format!("{path}[{i}]"), found);
+                    walk_unknown(item, &item_node, Some(&Step::Item(parent, i)), found);
                 }
             }
         }
