@@ -159,17 +159,19 @@ impl Client {
             return Err(ClientError::Status { code: status, reason: String::new(), message: String::from_utf8_lossy(&bytes).into_owned() });
         }
         let frames = response.into_body().into_data_stream();
-        // A chunk may hold several events, and an event may span chunks.
-        let lines = futures::stream::unfold((frames, BytesMut::new()), |(mut frames, mut buffer)| async move {
+        // A chunk may hold several events, and an event may span chunks. `scanned`: how much of
+        // the buffer is known to hold no line end, so a large event is not rescanned per chunk.
+        let lines = futures::stream::unfold((frames, BytesMut::new(), 0), |(mut frames, mut buffer, mut scanned)| async move {
             loop {
-                if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                if let Some(end) = buffer[scanned..].iter().position(|b| *b == b'\n').map(|at| scanned + at) {
                     let mut line = buffer.split_to(end + 1);
                     line.truncate(end);
-                    return Some((Ok(line.freeze()), (frames, buffer)));
+                    return Some((Ok(line.freeze()), (frames, buffer, 0)));
                 }
+                scanned = buffer.len();
                 match frames.next().await {
                     Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                    Some(Err(e)) => return Some((Err(ClientError::Transport(e.to_string())), (frames, BytesMut::new()))),
+                    Some(Err(e)) => return Some((Err(ClientError::Transport(e.to_string())), (frames, BytesMut::new(), 0))),
                     None => return None,
                 }
             }
