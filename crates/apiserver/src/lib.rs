@@ -22,7 +22,7 @@ mod watch;
 
 pub use allocator::{Ipv4Cidr, DEFAULT_NODE_CIDR_PREFIX};
 pub use error::ApiError;
-pub use server::serve;
+pub use server::{serve, serve_in_process};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,11 +21,14 @@ use crate::request::{parse_path, Query, Target};
 use crate::respond::{bytes_response, json_response};
 use crate::{discovery, ApiServer};
 
-/// Who the TLS layer says the client is. Client certificates are verified against the cluster
-/// CA during the handshake, so presenting one means being authenticated.
+/// Who the client is. Client certificates are verified against the cluster CA during the TLS
+/// handshake, so presenting one means being authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Authentication {
     ClientCertificate,
+    /// A component in the server's own process (kube-apiserver's loopback client): only code
+    /// that holds the server itself can send such a request.
+    InProcess,
     Anonymous,
 }
 
@@ -83,13 +86,21 @@ pub async fn serve(
     }
 }
 
+/// Serves one request from a component in this process, as if it had come over a connection
+/// authenticated with a client certificate.
+pub async fn serve_in_process(server: Arc<ApiServer>, request: http::Request<Bytes>) -> Response {
+    let mut request = request.map(Body::from);
+    request.extensions_mut().insert(Authentication::InProcess);
+    route(State(server), request).await
+}
+
 async fn route(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") || path.starts_with("/readyz/") || path.starts_with("/livez/") || path.starts_with("/healthz/") {
         return health(&server).await;
     }
-    if request.extensions().get::<Authentication>() != Some(&Authentication::ClientCertificate) {
+    if !matches!(request.extensions().get::<Authentication>(), Some(Authentication::ClientCertificate | Authentication::InProcess)) {
         return ApiError::unauthorized().into_response();
     }
     let started = std::time::Instant::now();

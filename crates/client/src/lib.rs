@@ -1,10 +1,16 @@
 //! A small Kubernetes REST client: HTTPS with the cluster CA and a client certificate from a
 //! kubeconfig, JSON bodies, and line-delimited watch streams. Tugboat's own components and
 //! benchmarks use it; it depends on no server crate.
+//!
+//! A component running inside the API server's process may reach it in process instead
+//! ([`Client::in_process`]): the same requests and answers, without TLS, HTTP/2 framing or a
+//! socket in between.
 
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
-use http::{header, Method, Request, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -37,9 +43,21 @@ pub enum ClientError {
 
 type HttpsClient = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of an answer, whichever transport carried it.
+type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+/// An API server in this process: serves one request (path-only URI, headers, whole body).
+type InProcessServer = dyn Fn(Request<Bytes>) -> BoxFuture<'static, Response<ResponseBody>> + Send + Sync;
+
+#[derive(Clone)]
+enum Transport {
+    Https(HttpsClient),
+    InProcess(Arc<InProcessServer>),
+}
+
 #[derive(Clone)]
 pub struct Client {
-    http: HttpsClient,
+    transport: Transport,
     base: String,
 }
 
@@ -76,7 +94,24 @@ impl Client {
             .enable_http2()
             .wrap_connector(tcp);
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { http, base: config.server.trim_end_matches('/').to_owned() })
+        Ok(Self { transport: Transport::Https(http), base: config.server.trim_end_matches('/').to_owned() })
+    }
+
+    /// A client of the API server running in this process, which `serve` hands each request
+    /// to. The server must treat these requests as authenticated: only code holding the server
+    /// can make one.
+    pub fn in_process<F, Fut, B>(serve: F) -> Self
+    where
+        F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let server = move |request| -> BoxFuture<'static, Response<ResponseBody>> {
+            let answer = serve(request);
+            Box::pin(async move { answer.await.map(|body| body.map_err(Into::into).boxed_unsync()) })
+        };
+        Self { transport: Transport::InProcess(Arc::new(server)), base: String::new() }
     }
 
     /// The same credentials against another server URL (`https://host:port`).
@@ -85,7 +120,7 @@ impl Client {
         self
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<(&str, Bytes)>) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+    async fn send(&self, method: Method, path: &str, body: Option<(&str, Bytes)>) -> Result<Response<ResponseBody>, ClientError> {
         let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base)).header(header::ACCEPT, "application/json");
         let body = match body {
             Some((content_type, bytes)) => {
@@ -94,8 +129,17 @@ impl Client {
             }
             None => Bytes::new(),
         };
-        let request = request.body(Full::new(body)).map_err(|e| ClientError::Transport(e.to_string()))?;
-        self.http.request(request).await.map_err(|e| ClientError::Transport(e.to_string()))
+        match &self.transport {
+            Transport::Https(http) => {
+                let request = request.body(Full::new(body)).map_err(|e| ClientError::Transport(e.to_string()))?;
+                let response = http.request(request).await.map_err(|e| ClientError::Transport(e.to_string()))?;
+                Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
+            }
+            Transport::InProcess(server) => {
+                let request = request.body(body).map_err(|e| ClientError::Transport(e.to_string()))?;
+                Ok(server(request).await)
+            }
+        }
     }
 
     /// Sends a request and returns the body of a 2xx answer; an error Status becomes

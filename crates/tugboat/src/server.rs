@@ -143,19 +143,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}; is another server running? choose another with --secure-port"))?;
     tracing::info!(%listen, "API server ready");
     println!("Tugboat is running. To use it:\n    export KUBECONFIG={}\n    kubectl get namespaces", kubeconfig_path.display());
-    // Each component gets its own identity and kubeconfig, as it would running alone.
-    let component_client = |file: &str, user: &str| -> anyhow::Result<tugboat_client::Client> {
-        let identity = pki.client_cert(file, &ClientIdentity { user, groups: &[] }).with_context(|| format!("cannot issue the client certificate of {user}"))?;
-        let path = args.data_dir.join(format!("{file}.kubeconfig"));
-        let kubeconfig = Kubeconfig { server: format!("https://{advertise}"), ca_pem: pki.ca_cert_pem.clone(), client_cert_pem: Some(identity.cert_pem), client_key_pem: Some(identity.key_pem), token: None };
-        write_kubeconfig(&path, &kubeconfig).with_context(|| format!("cannot write {}", path.display()))?;
-        tugboat_client::Client::from_kubeconfig(&path).with_context(|| format!("cannot use {}", path.display()))
+    // The scheduler and the controllers in this process reach the API server in process: the
+    // same API, without TLS and sockets. Run alone, they use a kubeconfig like any client.
+    let loopback = {
+        let server = server.clone();
+        tugboat_client::Client::in_process(move |request| tugboat_apiserver::serve_in_process(server.clone(), request))
     };
     // Several servers may share one etcd: one scheduler and one controller manager act at a time,
     // chosen through Leases in kube-system.
     let identity = format!("{}_{}_{}", names.iter().find(|n| !n.contains('.') && !n.contains(':') && *n != "localhost" && *n != "kubernetes").cloned().unwrap_or_default(), args.secure_port, std::process::id());
     if !args.disable_scheduler {
-        let client = component_client("scheduler", "system:kube-scheduler")?;
+        let client = loopback.clone();
         let identity = identity.clone();
         tokio::spawn(async move {
             let component = |stop: tokio::sync::oneshot::Receiver<()>| tugboat_scheduler::run(client.clone(), async move { let _ = stop.await; });
@@ -163,7 +161,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
     if !args.disable_controllers {
-        let client = component_client("controller-manager", "system:kube-controller-manager")?;
+        let client = loopback.clone();
         let identity = identity.clone();
         let options = args.controllers.options();
         tokio::spawn(async move {
