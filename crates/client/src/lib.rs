@@ -164,6 +164,12 @@ impl Client {
     }
 
     pub async fn create(&self, collection: &str, object: &Value) -> Result<Value, ClientError> {
+        self.create_as(collection, object).await
+    }
+
+    /// Creates an object and decodes the server's copy of it as `T`: only the fields `T` has
+    /// are built (`serde::de::IgnoredAny` for none).
+    pub async fn create_as<T: serde::de::DeserializeOwned>(&self, collection: &str, object: &Value) -> Result<T, ClientError> {
         let body = Bytes::from(serde_json::to_vec(object)?);
         Ok(serde_json::from_slice(&self.request(Method::POST, collection, Some(("application/json", body))).await?)?)
     }

@@ -33,7 +33,7 @@ pub fn record(client: &Client, component: &'static str, (api_version, object_kin
     });
     let client = client.clone();
     tokio::spawn(async move {
-        if let Err(error) = client.create(&format!("/api/v1/namespaces/{namespace}/events"), &event).await {
+        if let Err(error) = client.create_as::<serde::de::IgnoredAny>(&format!("/api/v1/namespaces/{namespace}/events"), &event).await {
             tracing::debug!(%error, "cannot record an event");
         }
     });

@@ -476,10 +476,9 @@ impl ReplicaController {
             }
         }
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]});
-        match self.client.create(&format!("/api/v1/namespaces/{namespace}/pods"), &pod).await {
+        match self.client.create_as::<Created>(&format!("/api/v1/namespaces/{namespace}/pods"), &pod).await {
             Ok(created) => {
-                let pod_name = created["metadata"]["name"].as_str().unwrap_or_default();
-                self.event(owner, "Normal", "SuccessfulCreate", format!("Created pod: {pod_name}"));
+                self.event(owner, "Normal", "SuccessfulCreate", format!("Created pod: {}", created.metadata.name));
                 Ok(())
             }
             Err(error) => {
@@ -591,6 +590,17 @@ fn status_differs(current: &Value, wanted: &Value) -> bool {
     let conditions = |v: &Value| v["conditions"].as_array().cloned().unwrap_or_default();
     ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"].iter().any(|f| number(current, f) != number(wanted, f))
         || conditions(current) != conditions(wanted)
+}
+
+/// The part of a created pod's answer the controller reads: its generated name.
+#[derive(serde::Deserialize)]
+struct Created {
+    metadata: CreatedMetadata,
+}
+
+#[derive(serde::Deserialize)]
+struct CreatedMetadata {
+    name: String,
 }
 
 #[cfg(test)]

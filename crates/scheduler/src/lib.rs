@@ -317,7 +317,7 @@ impl Scheduler {
             "reason": reason, "message": message, "type": kind, "count": 1, "firstTimestamp": now, "lastTimestamp": now,
             "source": {"component": DEFAULT_SCHEDULER}, "reportingComponent": DEFAULT_SCHEDULER,
         });
-        if let Err(error) = self.client.create(&format!("/api/v1/namespaces/{namespace}/events"), &event).await {
+        if let Err(error) = self.client.create_as::<serde::de::IgnoredAny>(&format!("/api/v1/namespaces/{namespace}/events"), &event).await {
             tracing::debug!(%error, "cannot record an event");
         }
     }

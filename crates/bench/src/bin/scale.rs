@@ -274,7 +274,7 @@ async fn create_pods(clients: &[Client], namespace: &str, prefix: &str, count: u
                         tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate as f64)).into()).await;
                     }
                     let body = pod(&format!("{prefix}-{i}"), constrained.then_some(i / 10));
-                    client.create(&collection, &body).await?;
+                    client.create_as::<serde::de::IgnoredAny>(&collection, &body).await?;
                 }
                 Ok::<_, tugboat_client::ClientError>(())
             })
