@@ -18,7 +18,7 @@ use tugboat_api::{meta, Registry, ResourceType};
 use tugboat_store::{Event, EventKind, ListOptions, Revision, Store, StoreError};
 
 use crate::error::{ApiError, ApiResult};
-use crate::keys;
+use crate::{keys, served};
 
 /// Events kept per resource for watches that resume from a past revision.
 const EVENT_LOG_CAPACITY: usize = 10_000;
@@ -40,23 +40,35 @@ impl CachedObject {
     /// Builds the served form of a stored value. `revision` becomes `metadata.resourceVersion`.
     pub fn decode(resource: &ResourceType, key: &str, value: &[u8], revision: Revision) -> Result<Self, serde_json::Error> {
         let mut object: Value = serde_json::from_slice(value)?;
-        meta::metadata_mut(&mut object).insert("resourceVersion".into(), Value::String(revision.to_string()));
+        let metadata = meta::metadata_mut(&mut object);
+        // Stored objects have no resourceVersion: it is inserted into the stored bytes.
+        if !metadata.contains_key("resourceVersion") {
+            if let Some(json) = served::with_resource_version(value, revision) {
+                return Ok(Self::with_json(resource, key.to_owned(), &object, revision, json));
+            }
+        }
+        metadata.insert("resourceVersion".into(), Value::String(revision.to_string()));
         Ok(Self::from_value(resource, key.to_owned(), &object, revision))
     }
 
     /// Builds the served form of an object that already carries its resourceVersion.
     pub fn from_value(resource: &ResourceType, key: String, object: &Value, revision: Revision) -> Self {
-        let fields = resource.field_selectors.iter().map(|path| meta::field_value(object, path)).collect();
         let mut json = serde_json::to_vec(object).unwrap_or_default();
         // The encoder grows its buffer by doubling; cached objects live long, so drop the slack.
         json.shrink_to_fit();
+        Self::with_json(resource, key, object, revision, Bytes::from(json))
+    }
+
+    /// `json`: the served form of `object`.
+    fn with_json(resource: &ResourceType, key: String, object: &Value, revision: Revision, json: Bytes) -> Self {
+        let fields = resource.field_selectors.iter().map(|path| meta::field_value(object, path)).collect();
         Self {
             key: key.into(),
             namespaced: resource.namespaced,
             revision,
             labels: object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default(),
             fields,
-            json: Bytes::from(json),
+            json,
         }
     }
 

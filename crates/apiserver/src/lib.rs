@@ -17,6 +17,7 @@ mod namespaces;
 mod objects;
 mod request;
 mod respond;
+mod served;
 mod server;
 mod watch;
 

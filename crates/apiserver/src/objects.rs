@@ -13,9 +13,9 @@ use tugboat_api::{meta, schema, validation, ResourceType};
 use tugboat_store::{Revision, Store, StoreError};
 
 use crate::allocator::Allocator;
-use crate::cache::Cache;
+use crate::cache::{Cache, CachedObject};
 use crate::error::{ApiError, ApiResult, Target};
-use crate::keys;
+use crate::{keys, served};
 use crate::request::FieldValidation;
 
 /// How many times a write retries after losing a race it did not pin with a resourceVersion.
@@ -35,6 +35,27 @@ pub enum Part {
 #[derive(Debug, Clone, Copy)]
 pub struct WriteOptions {
     pub dry_run: bool,
+}
+
+/// An object as a write left it, with its served JSON (resourceVersion included).
+pub struct Written {
+    pub object: Value,
+    pub json: Bytes,
+}
+
+impl Written {
+    /// Stored as `stored` at `revision`: served by inserting the revision into the stored bytes.
+    fn stored(mut object: Value, stored: &[u8], revision: Revision) -> Self {
+        set_resource_version(&mut object, revision);
+        let json = served::with_resource_version(stored, revision).unwrap_or_else(|| encode(&object));
+        Self { object, json }
+    }
+
+    /// Not stored by this request (a dry run, a write that changed nothing, a deletion).
+    fn unstored(object: Value) -> Self {
+        let json = encode(&object);
+        Self { object, json }
+    }
 }
 
 /// The outcome of a delete request.
@@ -77,10 +98,15 @@ impl Objects {
     /// current revision, so a read sees every write acknowledged before it. Serving from memory
     /// keeps reads off the store's threads.
     pub async fn get(&self, resource: &ResourceType, namespace: &str, name: &str) -> ApiResult<(Value, Revision)> {
+        let object = self.get_cached(resource, namespace, name).await?;
+        Ok((object.value(), object.revision))
+    }
+
+    /// [`Self::get`], as the cache holds it: its served JSON is at hand, its value is not.
+    pub async fn get_cached(&self, resource: &ResourceType, namespace: &str, name: &str) -> ApiResult<Arc<CachedObject>> {
         self.cache.sync().await?;
         let key = keys::object_key(resource, namespace, name);
-        let object = self.cache.resource(resource).object(&key).ok_or_else(|| ApiError::not_found(&Target { resource, name }))?;
-        Ok((object.value(), object.revision))
+        self.cache.resource(resource).object(&key).ok_or_else(|| ApiError::not_found(&Target { resource, name }))
     }
 
     /// Every object of a cluster-scoped resource, consistently (as [`Self::get`]).
@@ -183,7 +209,7 @@ impl Objects {
     }
 
     /// Creates an admitted object.
-    pub async fn create(&self, resource: &'static ResourceType, mut object: Value, options: WriteOptions) -> ApiResult<Value> {
+    pub async fn create(&self, resource: &'static ResourceType, mut object: Value, options: WriteOptions) -> ApiResult<Written> {
         let generate_name = meta::str_at(&object, "/metadata/generateName").to_owned();
         if meta::name(&object).is_empty() && !generate_name.is_empty() {
             meta::metadata_mut(&mut object).insert("name".into(), generated_name(&generate_name).into());
@@ -199,18 +225,18 @@ impl Objects {
         }
         let mut allocation = self.allocator.assign(resource, &mut object, &self.cache, options.dry_run).await?;
         if options.dry_run {
-            return Ok(object);
+            return Ok(Written::unstored(object));
         }
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
-            match self.store.create(&key, encode(&object)).await {
+            let stored = encode(&object);
+            match self.store.create(&key, stored.clone()).await {
                 Ok(revision) => {
-                    set_resource_version(&mut object, revision);
                     if let Some(allocation) = allocation.take() {
                         // Later allocations must see this object's addresses in the cache.
                         allocation.hold_until_cached(&self.cache, revision).await;
                     }
-                    return Ok(object);
+                    return Ok(Written::stored(object, &stored, revision));
                 }
                 Err(StoreError::AlreadyExists { .. }) if !generate_name.is_empty() && attempt < 8 => {
                     meta::metadata_mut(&mut object).insert("name".into(), generated_name(&generate_name).into());
@@ -238,7 +264,7 @@ impl Objects {
         pinned: bool,
         options: WriteOptions,
         mutate: impl Fn(&Value) -> ApiResult<Value>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Written> {
         let target = Target { resource, name };
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let (current, revision) = self.get(resource, namespace, name).await?;
@@ -251,24 +277,28 @@ impl Objects {
             resource.apply_defaults(&mut next);
             self.validate(resource, &next)?;
             if next == current {
-                return Ok(current);
+                return Ok(Written::unstored(current));
             }
             let key = keys::object_key(resource, namespace, name);
-            let finalized = deletion_complete(resource, &next);
             if options.dry_run {
-                return Ok(next);
+                return Ok(Written::unstored(next));
             }
-            let written = if finalized {
-                self.store.delete(&key, Some(revision)).await.map(|kv| kv.mod_revision)
-            } else {
-                strip_resource_version(&mut next);
-                self.store.update(&key, encode(&next), revision).await
-            };
-            match written {
-                Ok(new_revision) => {
-                    set_resource_version(&mut next, new_revision);
-                    return Ok(next);
+            if deletion_complete(resource, &next) {
+                match self.store.delete(&key, Some(revision)).await {
+                    Ok(kv) => {
+                        set_resource_version(&mut next, kv.mod_revision);
+                        return Ok(Written::unstored(next));
+                    }
+                    Err(StoreError::Conflict { .. }) if !pinned => continue,
+                    Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(&target)),
+                    Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
+                    Err(e) => return Err(ApiError::from_store(e)),
                 }
+            }
+            strip_resource_version(&mut next);
+            let stored = encode(&next);
+            match self.store.update(&key, stored.clone(), revision).await {
+                Ok(new_revision) => return Ok(Written::stored(next, &stored, new_revision)),
                 Err(StoreError::Conflict { .. }) if !pinned => continue,
                 Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(&target)),
                 Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),

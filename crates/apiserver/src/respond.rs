@@ -110,6 +110,14 @@ pub fn object(code: StatusCode, resource: &ResourceType, value: &Value, format: 
     }
 }
 
+/// An object given as its served JSON, which a JSON answer carries as it is.
+pub fn object_json(code: StatusCode, resource: &ResourceType, json: Bytes, format: Format) -> Response {
+    match format {
+        Format::Json => bytes_response(code, json),
+        Format::Table(_) => object(code, resource, &serde_json::from_slice(&json).unwrap_or(Value::Null), format),
+    }
+}
+
 /// A list of cached objects, concatenating their stored JSON without re-encoding it.
 pub fn list(
     resource: &ResourceType,
