@@ -254,6 +254,11 @@ fn connect(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
             path.display()
         ))));
     }
+    // The bundled SQLite has STAT4, under which a statement whose bound value is compared with an
+    // indexed column is compiled again whenever that value changes: every prepared lookup by key
+    // was re-parsed and re-planned on each use. The planner's stability guarantee turns that off
+    // (this store runs no ANALYZE, so there are no statistics to plan by anyway).
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     // FULL: in WAL mode every commit fsyncs the log, so an acknowledged write survives power loss.
     connection.pragma_update(None, "synchronous", "FULL")?;
     // Negative: a size in KiB rather than in pages.
