@@ -5,7 +5,8 @@
 //! row). One writer thread owns the write connection and commits whatever requests are waiting
 //! in one transaction: one fsync acknowledges a whole group of writes, so throughput grows with
 //! the number of concurrent callers while every acknowledged write is durable
-//! (`synchronous=FULL`). Reads run on a small pool of read connections, which WAL lets proceed
+//! (`synchronous=FULL`). Under a steady stream of writes the writer also waits a moment for
+//! more before committing ([`COMMIT_LINGER`]), so a burst pays for fewer, larger commits. Reads run on a small pool of read connections, which WAL lets proceed
 //! while the writer commits.
 //!
 //! Watchers replay history from the log and then follow an in-process broadcast of committed
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -59,6 +60,11 @@ const WATCH_BUFFER: usize = 256;
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// Tries of a read at the current revision that keeps losing races with compactions.
 const CURRENT_READ_ATTEMPTS: u32 = 3;
+/// How long a batch waits for more writes when the previous commit ended less than this long
+/// ago (writes are streaming in). Each commit costs an fsync and rewrites the pages it shares
+/// with the last one; in a burst of pod writes, commits only ~7 writes apart made fsync and
+/// WAL page writes about 9% of the server's CPU. A lone write does not wait.
+const COMMIT_LINGER: Duration = Duration::from_millis(2);
 /// Revisions compacted per transaction; the writer serves waiting writes between two slices.
 const COMPACTION_SLICE: Revision = 2_000;
 
@@ -160,6 +166,7 @@ impl SqliteStore {
             compacted_through: persisted.compacted_through,
             // A compaction interrupted by a crash resumes by itself.
             compaction: (persisted.compacted_through < persisted.compacted).then(Vec::new),
+            last_commit: Instant::now(),
         };
         let writer = std::thread::Builder::new().name("tugboat-sqlite-writer".into()).spawn(move || writer.run())?;
         Ok(Self { commands: Some(commands), writer: Some(writer), live, shared })
@@ -485,6 +492,8 @@ struct Writer {
     compacted_through: Revision,
     /// `Some` while compaction work is pending, holding the callers waiting for it to finish.
     compaction: Option<Vec<Reply<()>>>,
+    /// When the last write transaction ended.
+    last_commit: Instant,
 }
 
 impl Writer {
@@ -513,20 +522,33 @@ impl Writer {
         }
     }
 
-    /// Handles `first` and whatever else is already waiting, up to `max_batch` commands.
+    /// Handles `first` and whatever else is already waiting, up to `max_batch` commands; when
+    /// writes are streaming in, also what arrives within [`COMMIT_LINGER`].
     fn serve(&mut self, first: Command) {
+        let mut linger = self.last_commit.elapsed() < COMMIT_LINGER;
         let mut writes = Vec::new();
         let mut compactions = Vec::new();
         let mut next = Some(first);
-        while let Some(command) = next {
-            match command {
-                Command::Write(write, reply) => writes.push((write, reply)),
-                Command::Compact(revision, reply) => compactions.push((revision, reply)),
+        loop {
+            while let Some(command) = next {
+                match command {
+                    Command::Write(write, reply) => writes.push((write, reply)),
+                    Command::Compact(revision, reply) => compactions.push((revision, reply)),
+                }
+                next = if writes.len() + compactions.len() < self.max_batch { self.commands.try_recv().ok() } else { None };
             }
-            next = if writes.len() + compactions.len() < self.max_batch { self.commands.try_recv().ok() } else { None };
+            if !linger || writes.len() + compactions.len() >= self.max_batch {
+                break;
+            }
+            // Sleeping rather than blocking on the channel: writers arriving meanwhile need not
+            // wake this thread one by one.
+            std::thread::sleep(COMMIT_LINGER);
+            linger = false;
+            next = self.commands.try_recv().ok();
         }
         if !writes.is_empty() {
             self.commit(writes);
+            self.last_commit = Instant::now();
         }
         for (revision, reply) in compactions {
             self.start_compaction(revision, reply);
