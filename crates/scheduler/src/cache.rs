@@ -212,7 +212,12 @@ pub struct NodeInfo {
     pub name: String,
     pub ready: bool,
     pub unschedulable: bool,
-    pub labels: BTreeMap<String, String>,
+    /// Read through [`NodeInfo::label`].
+    labels: BTreeMap<String, String>,
+    /// The values of the two usual topology keys, kept apart from `labels`: topology rules look
+    /// them up on every node for every pod.
+    hostname: Option<String>,
+    zone: Option<String>,
     pub taints: Vec<Taint>,
     pub allocatable: Resources,
     pub requested: Resources,
@@ -225,13 +230,41 @@ pub struct NodeInfo {
     pub nominated: Vec<Nomination>,
 }
 
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 impl NodeInfo {
+    /// The value of the node's label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        match key {
+            HOSTNAME_LABEL => self.hostname.as_deref(),
+            ZONE_LABEL => self.zone.as_deref(),
+            _ => self.labels.get(key).map(String::as_str),
+        }
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
+    #[cfg(test)]
+    pub fn set_label(&mut self, key: &str, value: &str) {
+        match key {
+            HOSTNAME_LABEL => self.hostname = Some(value.to_owned()),
+            ZONE_LABEL => self.zone = Some(value.to_owned()),
+            _ => {}
+        }
+        self.labels.insert(key.to_owned(), value.to_owned());
+    }
+
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
             ready: false,
             unschedulable: false,
             labels: BTreeMap::new(),
+            hostname: None,
+            zone: None,
             taints: Vec::new(),
             allocatable: Resources::default(),
             requested: Resources::default(),
@@ -249,6 +282,8 @@ impl NodeInfo {
         self.unschedulable = spec.unschedulable == Some(true);
         self.taints = spec.taints.unwrap_or_default();
         self.labels = node.metadata.labels.clone().unwrap_or_default();
+        self.hostname = self.labels.get(HOSTNAME_LABEL).cloned();
+        self.zone = self.labels.get(ZONE_LABEL).cloned();
         self.allocatable = Resources::from_map(status.allocatable.as_ref());
         self.ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     }

@@ -156,14 +156,14 @@ fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, node
 
 /// The pod's node selector and required node affinity against the node's labels.
 pub fn node_affinity_matches(spec: &PodSpec, node: &NodeInfo) -> bool {
-    let selector_ok = spec.node_selector.iter().flatten().all(|(k, v)| node.labels.get(k) == Some(v));
+    let selector_ok = spec.node_selector.iter().flatten().all(|(k, v)| node.label(k) == Some(v.as_str()));
     selector_ok
         && spec
             .affinity
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref())
             .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-            .is_none_or(|required| required.node_selector_terms.iter().any(|term| term_matches(term, &node.labels, &node.name)))
+            .is_none_or(|required| required.node_selector_terms.iter().any(|term| term_matches(term, node.labels(), &node.name)))
 }
 
 /// Whether the pod fits the node, or why not (kube-scheduler's filters, in its order).
@@ -242,7 +242,7 @@ pub fn score(request: &PodRequest, node: &NodeInfo) -> i64 {
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
-        .map(|terms| terms.iter().filter(|t| term_matches(&t.preference, &node.labels, &node.name)).map(|t| i64::from(t.weight)).sum())
+        .map(|terms| terms.iter().filter(|t| term_matches(&t.preference, node.labels(), &node.name)).map(|t| i64::from(t.weight)).sum())
         .unwrap_or(0);
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
     let intolerable = node.taints.iter().filter(|t| t.effect == "PreferNoSchedule" && !tolerates(tolerations, t)).count() as i64;
@@ -287,7 +287,7 @@ mod tests {
         let mut labelled = node("l", 4000);
         let req = pod_request(&pod, resources, vec![], None);
         assert_eq!(reasons(&req, &labelled), ["node(s) didn't match Pod's node affinity/selector"]);
-        labelled.labels.insert("disk".into(), "ssd".into());
+        labelled.set_label("disk", "ssd");
         assert!(reasons(&req, &labelled).is_empty());
 
         let mut tainted = node("t", 4000);
@@ -308,10 +308,10 @@ mod tests {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}, {"key": "cores", "operator": "Gt", "values": ["4"]}]}]}}}}}), 100);
         let req = pod_request(&pod, resources, vec![], None);
         let mut n = node("n", 4000);
-        n.labels.insert("zone".into(), "b".into());
-        n.labels.insert("cores".into(), "8".into());
+        n.set_label("zone", "b");
+        n.set_label("cores", "8");
         assert!(reasons(&req, &n).is_empty());
-        n.labels.insert("cores".into(), "2".into());
+        n.set_label("cores", "2");
         assert!(!reasons(&req, &n).is_empty());
     }
 

@@ -10,7 +10,9 @@ use crate::cache::{Cache, LabelSource, NamespaceLabels, NodeInfo, PodInfo};
 use crate::plugins::{node_affinity_matches, set_requirement_matches};
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+// Topology counts are looked up for every node a pod is filtered against: a fast hasher.
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 /// A label selector as Kubernetes evaluates it against labels (an empty selector matches all).
@@ -98,12 +100,12 @@ impl TopologyCounts {
 
     /// The sum over topology keys of the node's domain's count.
     fn sum_for(&self, node: &NodeInfo) -> i64 {
-        self.0.iter().filter_map(|(key, values)| node.labels.get(key).and_then(|value| values.get(value))).sum()
+        self.0.iter().filter_map(|(key, values)| node.label(key).and_then(|value| values.get(value))).sum()
     }
 
     /// Whether the node lies in a domain with a positive count, for any key.
     fn node_in_positive_domain(&self, node: &NodeInfo) -> bool {
-        self.0.iter().any(|(key, values)| node.labels.get(key).and_then(|value| values.get(value)).is_some_and(|c| *c > 0))
+        self.0.iter().any(|(key, values)| node.label(key).and_then(|value| values.get(value)).is_some_and(|c| *c > 0))
     }
 }
 
@@ -232,7 +234,7 @@ impl<'a> PodTopology<'a> {
             let Some(node) = cache.nodes.get(&pod.node) else { continue };
             for (weight, term) in &pod.scoring_terms {
                 let matcher = PodMatcher::of_term(term, &pod.namespace, namespace_labels);
-                if let Some(value) = node.labels.get(&term.topology_key).filter(|_| matcher.matches(namespace, own_labels)) {
+                if let Some(value) = node.label(&term.topology_key).filter(|_| matcher.matches(namespace, own_labels)) {
                     topology.preferred_weights.add(&term.topology_key, value, *weight);
                 }
             }
@@ -259,7 +261,7 @@ impl<'a> PodTopology<'a> {
         for node in cache.nodes.values() {
             if self.spread_eligible(node) {
                 for constraint in &mut self.spread {
-                    if let Some(value) = node.labels.get(constraint.key) {
+                    if let Some(value) = node.label(constraint.key) {
                         add_count(&mut constraint.counts, value, 0);
                     }
                 }
@@ -269,7 +271,7 @@ impl<'a> PodTopology<'a> {
     }
 
     fn spread_eligible(&self, node: &NodeInfo) -> bool {
-        self.spread.iter().all(|c| node.labels.contains_key(c.key)) && node_affinity_matches(self.spec, node)
+        self.spread.iter().all(|c| node.label(c.key).is_some()) && node_affinity_matches(self.spec, node)
     }
 
     /// The pods any of the pod's selectors can match: through the label index when every
@@ -316,18 +318,18 @@ impl<'a> PodTopology<'a> {
         let namespace = pod.namespace.as_str();
         if !self.required_affinity.is_empty() && self.required_affinity.iter().all(|t| t.matcher.matches(namespace, &pod.labels)) {
             for term in &self.required_affinity {
-                if let Some(value) = node.labels.get(term.key) {
+                if let Some(value) = node.label(term.key) {
                     self.affinity_counts.add(term.key, value, delta);
                 }
             }
         }
         for term in &self.required_anti_affinity {
-            if let Some(value) = node.labels.get(term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
+            if let Some(value) = node.label(term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
                 self.anti_affinity_counts.add(term.key, value, delta);
             }
         }
         for (weight, term) in &self.preferred {
-            if let Some(value) = node.labels.get(term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
+            if let Some(value) = node.label(term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
                 self.preferred_weights.add(term.key, value, weight * delta);
             }
         }
@@ -335,7 +337,7 @@ impl<'a> PodTopology<'a> {
         if !self.spread.is_empty() && !pod.terminating && namespace == self.namespace && self.spread_eligible(node) {
             for constraint in &mut self.spread {
                 if constraint.selector.is_some_and(|s| selector_matches(s, &pod.labels)) {
-                    if let Some(value) = node.labels.get(constraint.key) {
+                    if let Some(value) = node.label(constraint.key) {
                         add_count(&mut constraint.counts, value, delta);
                     }
                 }
@@ -347,7 +349,7 @@ impl<'a> PodTopology<'a> {
     fn count_existing_anti_affinity(&mut self, pod: &PodInfo, node: &NodeInfo, pod_namespace: &str, incoming_labels: &BTreeMap<String, String>, delta: i64) {
         for term in &pod.required_anti_affinity {
             let matcher = PodMatcher::of_term(term, pod_namespace, self.namespace_labels);
-            if let Some(value) = node.labels.get(&term.topology_key).filter(|_| matcher.matches(self.namespace, incoming_labels)) {
+            if let Some(value) = node.label(&term.topology_key).filter(|_| matcher.matches(self.namespace, incoming_labels)) {
                 self.existing_anti_affinity_counts.add(&term.topology_key, value, delta);
             }
         }
@@ -372,7 +374,7 @@ impl<'a> PodTopology<'a> {
         if !self.required_affinity.is_empty() {
             let mut pods_exist = true;
             for term in &self.required_affinity {
-                match node.labels.get(term.key) {
+                match node.label(term.key) {
                     Some(value) => pods_exist &= self.affinity_counts.get(term.key, value) > 0,
                     None => return Err(TopologyFailure::PodAffinity),
                 }
@@ -381,7 +383,7 @@ impl<'a> PodTopology<'a> {
                 return Err(TopologyFailure::PodAffinity);
             }
         }
-        let anti_affinity_hit = self.required_anti_affinity.iter().any(|t| node.labels.get(t.key).is_some_and(|v| self.anti_affinity_counts.get(t.key, v) > 0));
+        let anti_affinity_hit = self.required_anti_affinity.iter().any(|t| node.label(t.key).is_some_and(|v| self.anti_affinity_counts.get(t.key, v) > 0));
         if anti_affinity_hit {
             return Err(TopologyFailure::PodAntiAffinity);
         }
@@ -389,7 +391,7 @@ impl<'a> PodTopology<'a> {
             return Err(TopologyFailure::ExistingAntiAffinity);
         }
         for constraint in self.spread.iter().filter(|c| c.hard) {
-            let Some(value) = node.labels.get(constraint.key) else { return Err(TopologyFailure::SpreadMissingLabel) };
+            let Some(value) = node.label(constraint.key) else { return Err(TopologyFailure::SpreadMissingLabel) };
             let matching = constraint.counts.get(value).copied().unwrap_or(0);
             if matching + constraint.self_match - constraint.min > constraint.max_skew {
                 return Err(TopologyFailure::Spread);
@@ -409,7 +411,7 @@ impl<'a> PodTopology<'a> {
     pub fn spread_score(&self, node: &NodeInfo) -> Option<i64> {
         let mut total = 0;
         for constraint in self.spread.iter().filter(|c| !c.hard) {
-            total += constraint.counts.get(node.labels.get(constraint.key)?).copied().unwrap_or(0);
+            total += constraint.counts.get(node.label(constraint.key)?).copied().unwrap_or(0);
         }
         Some(total)
     }
