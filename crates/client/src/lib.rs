@@ -176,6 +176,11 @@ impl Client {
 
     /// A JSON merge patch (RFC 7386) of the object or subresource at `path`.
     pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ClientError> {
+        self.merge_patch_as(path, patch).await
+    }
+
+    /// [`Self::merge_patch`], decoding the patched object as `T` (see [`Self::create_as`]).
+    pub async fn merge_patch_as<T: serde::de::DeserializeOwned>(&self, path: &str, patch: &Value) -> Result<T, ClientError> {
         let body = Bytes::from(serde_json::to_vec(patch)?);
         Ok(serde_json::from_slice(&self.request(Method::PATCH, path, Some(("application/merge-patch+json", body))).await?)?)
     }

@@ -160,7 +160,7 @@ async fn register(client: &Client, options: &SimOptions, index: usize) -> Result
 /// Renews (or creates) the node's Lease in kube-node-lease.
 async fn renew_lease(client: &Client, node: &str) {
     let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}");
-    let renewed = client.merge_patch(&path, &json!({"spec": {"renewTime": now_micros(), "holderIdentity": node}})).await;
+    let renewed = client.merge_patch_as::<serde::de::IgnoredAny>(&path, &json!({"spec": {"renewTime": now_micros(), "holderIdentity": node}})).await;
     match renewed {
         Ok(_) => {}
         Err(ClientError::Status { code: http::StatusCode::NOT_FOUND, .. }) => {

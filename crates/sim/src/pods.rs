@@ -190,7 +190,8 @@ async fn perform(client: &Client, work: Work) -> Result<(), ClientError> {
     match work.action {
         Action::Start { namespace, name, .. } => {
             let status = work.status.unwrap_or(Value::Null);
-            gone(client.merge_patch(&format!("/api/v1/namespaces/{namespace}/pods/{name}/status"), &status).await.map(drop))
+            let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
+            gone(client.merge_patch_as::<serde::de::IgnoredAny>(&path, &status).await.map(drop))
         }
         Action::Remove { namespace, name, uid } => {
             let options = json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
