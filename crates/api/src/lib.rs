@@ -14,7 +14,9 @@ mod protobuf_schema;
 pub mod registry;
 pub mod schema;
 pub mod selector;
+pub mod shape;
 pub mod tables;
 pub mod validation;
 
 pub use registry::{NameRule, Registry, ResourceType, Subresources};
+pub use shape::Shape;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
-use tugboat_api::{meta, Registry, ResourceType};
+use tugboat_api::{meta, Registry, ResourceType, Shape};
 use tugboat_store::{Event, EventKind, ListOptions, Revision, Store, StoreError};
 
 use crate::error::{ApiError, ApiResult};
@@ -37,20 +37,6 @@ pub struct CachedObject {
 }
 
 impl CachedObject {
-    /// Builds the served form of a stored value. `revision` becomes `metadata.resourceVersion`.
-    pub fn decode(resource: &ResourceType, key: &str, value: &[u8], revision: Revision) -> Result<Self, serde_json::Error> {
-        let mut object: Value = serde_json::from_slice(value)?;
-        let metadata = meta::metadata_mut(&mut object);
-        // Stored objects have no resourceVersion: it is inserted into the stored bytes.
-        if !metadata.contains_key("resourceVersion") {
-            if let Some(json) = served::with_resource_version(value, revision) {
-                return Ok(Self::with_json(resource, key.to_owned(), &object, revision, json));
-            }
-        }
-        metadata.insert("resourceVersion".into(), Value::String(revision.to_string()));
-        Ok(Self::from_value(resource, key.to_owned(), &object, revision))
-    }
-
     /// Builds the served form of an object that already carries its resourceVersion.
     pub fn from_value(resource: &ResourceType, key: String, object: &Value, revision: Revision) -> Self {
         let mut json = serde_json::to_vec(object).unwrap_or_default();
@@ -127,11 +113,11 @@ impl Change {
 
     /// `cached`: the cache's current object under the event's key, if any. When it is the
     /// version the event replaces (almost always), it is the change's `prev` without decoding.
-    fn from_store_event(resource: &ResourceType, event: &Event, cached: Option<Arc<CachedObject>>) -> Result<Self, serde_json::Error> {
-        let object = Arc::new(CachedObject::decode(resource, &event.kv.key, &event.kv.value, event.kv.mod_revision)?);
+    fn from_store_event(cache: &ResourceCache, event: &Event, cached: Option<Arc<CachedObject>>) -> Result<Self, serde_json::Error> {
+        let object = Arc::new(cache.decode(&event.kv.key, &event.kv.value, event.kv.mod_revision)?);
         let prev = match (&event.prev, cached) {
             (Some(p), Some(cached)) if cached.revision == p.mod_revision => Some(cached),
-            (Some(p), _) => Some(Arc::new(CachedObject::decode(resource, &p.key, &p.value, p.mod_revision)?)),
+            (Some(p), _) => Some(Arc::new(cache.decode(&p.key, &p.value, p.mod_revision)?)),
             (None, _) => None,
         };
         let kind = match (event.kind, &prev) {
@@ -153,6 +139,9 @@ struct ResourceState {
 /// The cache of one resource type.
 pub struct ResourceCache {
     pub resource: &'static ResourceType,
+    /// What selectors read of an object (labels, the kind's field selectors), and its
+    /// resourceVersion: all the cache decodes of a stored object, whose bytes it serves as they are.
+    selectable: Shape,
     state: RwLock<ResourceState>,
     /// Bumped (to the change's revision) whenever a change lands, to wake this resource's watchers.
     changed: watch::Sender<Revision>,
@@ -172,6 +161,32 @@ pub enum Catchup {
 }
 
 impl ResourceCache {
+    fn new(resource: &'static ResourceType) -> Self {
+        let mut selectable = vec!["metadata.labels", "metadata.resourceVersion"];
+        selectable.extend(resource.field_selectors);
+        Self {
+            resource,
+            selectable: Shape::of(&selectable),
+            state: RwLock::new(ResourceState { objects: BTreeMap::new(), log: VecDeque::new(), floor: 0 }),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    /// Builds the served form of a stored value. `revision` becomes `metadata.resourceVersion`.
+    pub fn decode(&self, key: &str, value: &[u8], revision: Revision) -> Result<CachedObject, serde_json::Error> {
+        let resource = self.resource;
+        let selectable = self.selectable.decode(value)?;
+        // Stored objects have no resourceVersion: it is inserted into the stored bytes.
+        if selectable.pointer("/metadata/resourceVersion").is_none() {
+            if let Some(json) = served::with_resource_version(value, revision) {
+                return Ok(CachedObject::with_json(resource, key.to_owned(), &selectable, revision, json));
+            }
+        }
+        let mut object: Value = serde_json::from_slice(value)?;
+        meta::metadata_mut(&mut object).insert("resourceVersion".into(), Value::String(revision.to_string()));
+        Ok(CachedObject::from_value(resource, key.to_owned(), &object, revision))
+    }
+
     /// Objects under `prefix` (a resource or namespace key prefix), in key order, starting after
     /// `start_after`, and the revision they are current at.
     pub fn snapshot(&self, prefix: &str, applied: &AtomicI64) -> Snapshot {
@@ -251,14 +266,7 @@ impl Cache {
         let resources = Registry::get()
             .types()
             .iter()
-            .map(|t| {
-                let cache = ResourceCache {
-                    resource: t,
-                    state: RwLock::new(ResourceState { objects: BTreeMap::new(), log: VecDeque::new(), floor: 0 }),
-                    changed: watch::channel(0).0,
-                };
-                (keys::resource_prefix(t), Arc::new(cache))
-            })
+            .map(|t| (keys::resource_prefix(t), Arc::new(ResourceCache::new(t))))
             .collect();
         let cache = Arc::new(Self { store, resources, applied: AtomicI64::new(0), applied_changed: watch::channel(0).0 });
         let revision = cache.load().await?;
@@ -314,7 +322,7 @@ impl Cache {
         loop {
             for kv in &page.items {
                 let Some((prefix, cache)) = self.route(&kv.key) else { continue };
-                match CachedObject::decode(cache.resource, &kv.key, &kv.value, kv.mod_revision) {
+                match cache.decode(&kv.key, &kv.value, kv.mod_revision) {
                     Ok(object) => {
                         loaded.entry(prefix).or_default().insert(object.key.clone(), Arc::new(object));
                     }
@@ -368,7 +376,7 @@ impl Cache {
         while let Some(event) = events.next().await {
             let event = event?;
             if let Some((_, cache)) = self.route(&event.kv.key) {
-                match Change::from_store_event(cache.resource, &event, cache.object(&event.kv.key)) {
+                match Change::from_store_event(cache, &event, cache.object(&event.kv.key)) {
                     Ok(change) => cache.apply(change),
                     Err(error) => tracing::error!(key = %event.kv.key, %error, "skipping undecodable stored object"),
                 }
@@ -386,11 +394,15 @@ impl Cache {
         after: Revision,
     ) -> ApiResult<futures::stream::BoxStream<'static, ApiResult<Arc<Change>>>> {
         let events = self.store.watch(&prefix, after).await.map_err(ApiError::from_store)?;
+        let cache = self.resource(resource).clone();
         Ok(events
-            .filter_map(move |event| async move {
+            .filter_map(move |event| {
+                let cache = cache.clone();
+                async move {
                 match event {
-                    Ok(event) => Change::from_store_event(resource, &event, None).ok().map(|c| Ok(Arc::new(c))),
+                    Ok(event) => Change::from_store_event(&cache, &event, None).ok().map(|c| Ok(Arc::new(c))),
                     Err(error) => Some(Err(ApiError::from_store(error))),
+                }
                 }
             })
             .boxed())

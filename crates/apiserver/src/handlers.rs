@@ -208,7 +208,7 @@ impl ApiServer {
                 })?;
             for (i, kv) in page.items.iter().enumerate() {
                 start_after = Some(kv.key.clone());
-                let object = CachedObject::decode(resource, &kv.key, &kv.value, kv.mod_revision)
+                let object = self.objects.cache.resource(resource).decode(&kv.key, &kv.value, kv.mod_revision)
                     .map_err(|e| ApiError::internal(format!("stored object {} is not valid JSON: {e}", kv.key)))?;
                 if filter.matches(&object) {
                     items.push(Arc::new(object));

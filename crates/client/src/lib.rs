@@ -21,8 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tugboat_pki::Kubeconfig;
 
-mod shape;
-pub use shape::Shape;
+pub use tugboat_api::Shape;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
