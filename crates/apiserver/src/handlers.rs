@@ -84,7 +84,7 @@ impl ApiServer {
                 let mut warnings = Vec::new();
                 let object = self.objects.admit_body(resource, path.namespace.as_deref(), None, decode_body(headers, &body)?, query.field_validation()?, &mut warnings)?;
                 let created = self.objects.create(resource, object, write_options(&query)?).await?;
-                Ok(with_warnings(respond::object_json(StatusCode::CREATED, resource, created.json, format), &warnings))
+                Ok(with_warnings(respond::object_json(StatusCode::CREATED, resource, created.json(), format), &warnings))
             }
             (&Method::DELETE, None, None) => self.delete_collection(&path, &query, headers, &body).await,
             (&Method::GET, Some(name), None | Some("status")) => {
@@ -100,7 +100,7 @@ impl ApiServer {
                     .objects
                     .update(resource, &namespace, name, part, pinned, write_options(&query)?, |_| Ok(incoming.clone()))
                     .await?;
-                Ok(with_warnings(respond::object_json(StatusCode::OK, resource, updated.json, format), &warnings))
+                Ok(with_warnings(respond::object_json(StatusCode::OK, resource, updated.json(), format), &warnings))
             }
             (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
                 let part = if sub.is_some() { self.require_status(resource)? } else { Part::Main };
@@ -118,7 +118,7 @@ impl ApiServer {
                     })
                     .await?;
                 let warnings = warnings.into_inner().unwrap_or_else(|e| e.into_inner());
-                Ok(with_warnings(respond::object_json(StatusCode::OK, resource, updated.json, format), &warnings))
+                Ok(with_warnings(respond::object_json(StatusCode::OK, resource, updated.json(), format), &warnings))
             }
             (&Method::DELETE, Some(name), None) => {
                 let options = delete_options(headers, &query, &body)?;

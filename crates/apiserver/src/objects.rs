@@ -37,24 +37,31 @@ pub struct WriteOptions {
     pub dry_run: bool,
 }
 
-/// An object as a write left it, with its served JSON (resourceVersion included).
+/// An object as a write left it; [`Written::json`] is its served form.
 pub struct Written {
     pub object: Value,
-    pub json: Bytes,
+    /// The bytes stored and their revision, when this request stored the object.
+    stored: Option<(Bytes, Revision)>,
 }
 
 impl Written {
-    /// Stored as `stored` at `revision`: served by inserting the revision into the stored bytes.
-    fn stored(mut object: Value, stored: &[u8], revision: Revision) -> Self {
+    fn stored(mut object: Value, stored: Bytes, revision: Revision) -> Self {
         set_resource_version(&mut object, revision);
-        let json = served::with_resource_version(stored, revision).unwrap_or_else(|| encode(&object));
-        Self { object, json }
+        Self { object, stored: Some((stored, revision)) }
     }
 
     /// Not stored by this request (a dry run, a write that changed nothing, a deletion).
     fn unstored(object: Value) -> Self {
-        let json = encode(&object);
-        Self { object, json }
+        Self { object, stored: None }
+    }
+
+    /// The served JSON (resourceVersion included): the stored bytes with the revision inserted
+    /// when there are some, so a write's answer costs no second encoding.
+    pub fn json(&self) -> Bytes {
+        self.stored
+            .as_ref()
+            .and_then(|(stored, revision)| served::with_resource_version(stored, *revision))
+            .unwrap_or_else(|| encode(&self.object))
     }
 }
 
@@ -236,7 +243,7 @@ impl Objects {
                         // Later allocations must see this object's addresses in the cache.
                         allocation.hold_until_cached(&self.cache, revision).await;
                     }
-                    return Ok(Written::stored(object, &stored, revision));
+                    return Ok(Written::stored(object, stored, revision));
                 }
                 Err(StoreError::AlreadyExists { .. }) if !generate_name.is_empty() && attempt < 8 => {
                     meta::metadata_mut(&mut object).insert("name".into(), generated_name(&generate_name).into());
@@ -298,7 +305,7 @@ impl Objects {
             strip_resource_version(&mut next);
             let stored = encode(&next);
             match self.store.update(&key, stored.clone(), revision).await {
-                Ok(new_revision) => return Ok(Written::stored(next, &stored, new_revision)),
+                Ok(new_revision) => return Ok(Written::stored(next, stored, new_revision)),
                 Err(StoreError::Conflict { .. }) if !pinned => continue,
                 Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(&target)),
                 Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
