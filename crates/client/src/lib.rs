@@ -246,6 +246,29 @@ struct TypedEvent<T> {
 /// `handle(kind, object)` with ADDED for listed objects and the event type after; relists after
 /// errors and 410 Gone. Runs forever (abort its task to stop it).
 pub async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection: &str, handle: impl Fn(&str, T)) {
+    let item = |item: Value| serde_json::from_value::<T>(item).ok();
+    let event = |line: &[u8]| serde_json::from_slice::<TypedEvent<T>>(line).ok().map(|event| (event.kind, event.object));
+    inform_with(client, collection, item, event, handle).await
+}
+
+/// [`inform`] with objects that keep only `shape` (client-go's transform, done while decoding).
+pub async fn inform_shaped(client: &Client, collection: &str, shape: &Shape, handle: impl Fn(&str, Value)) {
+    let event_shape = Shape::Fields([("type".to_owned(), Shape::All), ("object".to_owned(), shape.clone())].into());
+    let item = |item: Value| Some(shape.apply(&item));
+    let event = |line: &[u8]| {
+        let mut event = event_shape.decode(line).ok()?;
+        Some((event["type"].as_str()?.to_owned(), event["object"].take()))
+    };
+    inform_with(client, collection, item, event, handle).await
+}
+
+async fn inform_with<T>(
+    client: &Client,
+    collection: &str,
+    decode_item: impl Fn(Value) -> Option<T>,
+    decode_event: impl Fn(&[u8]) -> Option<(String, T)>,
+    handle: impl Fn(&str, T),
+) {
     loop {
         let list = match client.get(collection).await {
             Ok(list) => list,
@@ -255,23 +278,25 @@ pub async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection:
                 continue;
             }
         };
-        for item in list["items"].as_array().into_iter().flatten() {
-            if let Ok(object) = serde_json::from_value::<T>(item.clone()) {
+        let version = list["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned();
+        let Value::Object(mut list) = list else { continue };
+        if let Some(Value::Array(items)) = list.remove("items") {
+            for object in items.into_iter().filter_map(&decode_item) {
                 handle("ADDED", object);
             }
         }
-        let version = list["metadata"]["resourceVersion"].as_str().unwrap_or_default();
         let separator = if collection.contains('?') { '&' } else { '?' };
         let path = format!("{collection}{separator}watch=true&allowWatchBookmarks=true&resourceVersion={version}");
         match client.watch_lines(&path).await {
             Ok(mut lines) => {
                 while let Some(Ok(line)) = lines.next().await {
-                    match serde_json::from_slice::<TypedEvent<T>>(&line) {
-                        Ok(TypedEvent { kind, .. }) if kind == "BOOKMARK" => continue,
-                        Ok(TypedEvent { kind, object }) => handle(&kind, object),
+                    match decode_event(&line) {
+                        Some((kind, _)) if kind == "BOOKMARK" => continue,
+                        Some((kind, _)) if kind == "ERROR" => break,
+                        Some((kind, object)) => handle(&kind, object),
                         // ERROR (its object is a Status) or an object this reader cannot use.
-                        Err(_) if serde_json::from_slice::<Value>(&line).is_ok_and(|event| event["type"] == "ERROR") => break,
-                        Err(_) => continue,
+                        None if serde_json::from_slice::<Value>(&line).is_ok_and(|event| event["type"] == "ERROR") => break,
+                        None => continue,
                     }
                 }
             }
@@ -280,7 +305,6 @@ pub async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection:
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
-
 
 /// Leader election through a coordination.k8s.io Lease, as Kubernetes components do it: the holder
 /// renews `spec.renewTime` every [`leader::RENEW_EVERY`]; a candidate takes the lease over once it

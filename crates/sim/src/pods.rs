@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
-use tugboat_client::{Client, ClientError};
+use tugboat_client::{Client, ClientError, Shape};
 
 /// What the simulator does about one pod event.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,6 +45,24 @@ pub fn decide(pod: &Value, ours: &HashMap<String, SimNode>) -> Option<Action> {
         "" | "Pending" => Some(Action::Start { namespace, name, uid, node: node.to_owned() }),
         _ => None,
     }
+}
+
+/// The fields of a pod the simulator reads ([`decide`], [`running_status`], the address
+/// book); pod events are decoded to these alone.
+fn read_fields() -> Shape {
+    Shape::of(&[
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "metadata.deletionTimestamp",
+        "spec.nodeName",
+        "spec.containers.name",
+        "spec.containers.image",
+        "spec.initContainers.name",
+        "spec.initContainers.image",
+        "status.phase",
+        "status.podIP",
+    ])
 }
 
 /// Pod addresses of one node's pod network: host numbers 2 up to the last before broadcast (1
@@ -177,7 +195,7 @@ pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize
         };
         let _ = sender.send(Work { action, status });
     };
-    tugboat_client::inform::<Value>(&client, "/api/v1/pods", handle).await;
+    tugboat_client::inform_shaped(&client, "/api/v1/pods", &read_fields(), handle).await;
     workers.abort();
 }
 
@@ -227,6 +245,16 @@ mod tests {
         assert_eq!(decide(&pod("other", "Pending", false), &ours()), None);
         assert_eq!(decide(&pod("", "Pending", false), &ours()), None);
         assert_eq!(decide(&pod("sim-0", "Running", true), &ours()), Some(Action::Remove { namespace: "ns".into(), name: "p".into(), uid: "u1".into() }));
+    }
+
+    #[test]
+    fn the_read_fields_are_all_the_simulator_needs() {
+        for full in [pod("sim-0", "Pending", false), pod("sim-0", "Running", true)] {
+            let shaped = read_fields().apply(&full);
+            assert_eq!(decide(&shaped, &ours()), decide(&full, &ours()));
+            let (ip, host) = (Ipv4Addr::new(10, 42, 3, 2), Ipv4Addr::new(172, 16, 0, 1));
+            assert_eq!(running_status(&shaped, ip, host, "now"), running_status(&full, ip, host, "now"));
+        }
     }
 
     #[test]
