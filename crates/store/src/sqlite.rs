@@ -6,8 +6,8 @@
 //! in one transaction: one fsync acknowledges a whole group of writes, so throughput grows with
 //! the number of concurrent callers while every acknowledged write is durable
 //! (`synchronous=FULL`). Under a steady stream of writes the writer also waits a moment for
-//! more before committing ([`COMMIT_LINGER`]), so a burst pays for fewer, larger commits. Reads run on a small pool of read connections, which WAL lets proceed
-//! while the writer commits.
+//! more before committing ([`COMMIT_LINGER`]), so a burst pays for fewer, larger commits. Reads
+//! run on a small pool of read connections, which WAL lets proceed while the writer commits.
 //!
 //! Watchers replay history from the log and then follow an in-process broadcast of committed
 //! events; the revision order of the log makes the hand-over between the two exact.
