@@ -397,13 +397,11 @@ impl Cache {
         let cache = self.resource(resource).clone();
         Ok(events
             .filter_map(move |event| {
-                let cache = cache.clone();
-                async move {
-                match event {
-                    Ok(event) => Change::from_store_event(&cache, &event, None).ok().map(|c| Ok(Arc::new(c))),
-                    Err(error) => Some(Err(ApiError::from_store(error))),
-                }
-                }
+                let change = event
+                    .map_err(ApiError::from_store)
+                    .map(|event| Change::from_store_event(&cache, &event, None).ok().map(Arc::new))
+                    .transpose();
+                std::future::ready(change)
             })
             .boxed())
     }

@@ -32,7 +32,7 @@ pub async fn bootstrap(server: &ApiServer) -> ApiResult<()> {
         if server.objects.get(namespaces, "", name).await.is_err() {
             let object = namespaces.decode(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
                 .unwrap_or_default();
-            ignore_exists(server.objects.create(namespaces, object, WRITE).await.map(|w| w.object))?;
+            ignore_exists(server.objects.create(namespaces, object, WRITE).await)?;
         }
     }
     if server.objects.get(services, "default", "kubernetes").await.is_err() {
@@ -43,21 +43,21 @@ pub async fn bootstrap(server: &ApiServer) -> ApiResult<()> {
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": server.config.secure_port}]},
         });
         let service = services.decode(service).unwrap_or_default();
-        ignore_exists(server.objects.create(services, service, WRITE).await.map(|w| w.object))?;
+        ignore_exists(server.objects.create(services, service, WRITE).await)?;
     }
     if let Some(classes) = registry.lookup("scheduling.k8s.io", "v1", "priorityclasses") {
         for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
             if server.objects.get(classes, "", name).await.is_err() {
                 let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value, "description": description});
                 let class = classes.decode(class).unwrap_or_default();
-                ignore_exists(server.objects.create(classes, class, WRITE).await.map(|w| w.object))?;
+                ignore_exists(server.objects.create(classes, class, WRITE).await)?;
             }
         }
     }
     Ok(())
 }
 
-fn ignore_exists(result: ApiResult<Value>) -> ApiResult<()> {
+fn ignore_exists<T>(result: ApiResult<T>) -> ApiResult<()> {
     match result {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),

@@ -290,22 +290,20 @@ impl Objects {
             if options.dry_run {
                 return Ok(Written::unstored(next));
             }
-            if deletion_complete(resource, &next) {
-                match self.store.delete(&key, Some(revision)).await {
-                    Ok(kv) => {
-                        set_resource_version(&mut next, kv.mod_revision);
-                        return Ok(Written::unstored(next));
-                    }
-                    Err(StoreError::Conflict { .. }) if !pinned => continue,
-                    Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(&target)),
-                    Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
-                    Err(e) => return Err(ApiError::from_store(e)),
+            // The stored bytes, or None when the write completes a deletion.
+            let written = if deletion_complete(resource, &next) {
+                self.store.delete(&key, Some(revision)).await.map(|kv| (kv.mod_revision, None))
+            } else {
+                strip_resource_version(&mut next);
+                let stored = encode(&next);
+                self.store.update(&key, stored.clone(), revision).await.map(|new_revision| (new_revision, Some(stored)))
+            };
+            match written {
+                Ok((new_revision, Some(stored))) => return Ok(Written::stored(next, stored, new_revision)),
+                Ok((new_revision, None)) => {
+                    set_resource_version(&mut next, new_revision);
+                    return Ok(Written::unstored(next));
                 }
-            }
-            strip_resource_version(&mut next);
-            let stored = encode(&next);
-            match self.store.update(&key, stored.clone(), revision).await {
-                Ok(new_revision) => return Ok(Written::stored(next, stored, new_revision)),
                 Err(StoreError::Conflict { .. }) if !pinned => continue,
                 Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(&target)),
                 Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
