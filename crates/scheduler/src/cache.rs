@@ -214,10 +214,8 @@ pub struct NodeInfo {
     pub unschedulable: bool,
     /// Read through [`NodeInfo::label`].
     labels: BTreeMap<String, String>,
-    /// The values of the two usual topology keys, kept apart from `labels`: topology rules look
-    /// them up on every node for every pod.
-    hostname: Option<String>,
-    zone: Option<String>,
+    /// The labels as topology rules read them (set by the cache).
+    pub domains: NodeDomains,
     pub taints: Vec<Taint>,
     pub allocatable: Resources,
     pub requested: Resources,
@@ -230,17 +228,10 @@ pub struct NodeInfo {
     pub nominated: Vec<Nomination>,
 }
 
-pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-
 impl NodeInfo {
     /// The value of the node's label `key`.
     pub fn label(&self, key: &str) -> Option<&str> {
-        match key {
-            HOSTNAME_LABEL => self.hostname.as_deref(),
-            ZONE_LABEL => self.zone.as_deref(),
-            _ => self.labels.get(key).map(String::as_str),
-        }
+        self.labels.get(key).map(String::as_str)
     }
 
     pub fn labels(&self) -> &BTreeMap<String, String> {
@@ -249,11 +240,6 @@ impl NodeInfo {
 
     #[cfg(test)]
     pub fn set_label(&mut self, key: &str, value: &str) {
-        match key {
-            HOSTNAME_LABEL => self.hostname = Some(value.to_owned()),
-            ZONE_LABEL => self.zone = Some(value.to_owned()),
-            _ => {}
-        }
         self.labels.insert(key.to_owned(), value.to_owned());
     }
 
@@ -263,8 +249,7 @@ impl NodeInfo {
             ready: false,
             unschedulable: false,
             labels: BTreeMap::new(),
-            hostname: None,
-            zone: None,
+            domains: NodeDomains::default(),
             taints: Vec::new(),
             allocatable: Resources::default(),
             requested: Resources::default(),
@@ -282,8 +267,6 @@ impl NodeInfo {
         self.unschedulable = spec.unschedulable == Some(true);
         self.taints = spec.taints.unwrap_or_default();
         self.labels = node.metadata.labels.clone().unwrap_or_default();
-        self.hostname = self.labels.get(HOSTNAME_LABEL).cloned();
-        self.zone = self.labels.get(ZONE_LABEL).cloned();
         self.allocatable = Resources::from_map(status.allocatable.as_ref());
         self.ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     }
@@ -401,29 +384,123 @@ impl TermIndex {
     }
 }
 
-/// How many nodes carry each value of each label key: the topology domains a spread constraint
-/// ranges over, known without scanning the nodes.
+/// A node label key as a small integer (see [`Domains`]).
+pub type KeyId = u32;
+/// A value of one label key as a small integer (see [`Domains`]).
+pub type ValueId = u32;
+
+/// The node labels as topology rules see them. Every key and each of its values get a small
+/// integer, so rules checked on every node for every pod compare and hash numbers instead of
+/// strings; and how many nodes carry each value: the topology domains a spread constraint
+/// ranges over, known without scanning the nodes. Ids are never reused, so a pod's counts
+/// taken during one attempt stay valid however nodes change meanwhile.
 #[derive(Default)]
-pub struct Domains(HashMap<String, HashMap<String, usize>>);
+pub struct Domains {
+    keys: HashMap<String, KeyId>,
+    /// Indexed by key id.
+    values: Vec<KeyValues>,
+}
+
+#[derive(Default)]
+struct KeyValues {
+    ids: HashMap<String, ValueId>,
+    /// Nodes carrying each value, indexed by value id.
+    nodes: Vec<usize>,
+    /// How many values some node carries.
+    populated: usize,
+}
 
 impl Domains {
-    fn count(&mut self, labels: &BTreeMap<String, String>, delta: isize) {
+    /// The id of each of the node's label values, indexed by key id (keys it lacks:
+    /// [`NodeDomains::ABSENT`]), interning what is new.
+    fn intern(&mut self, labels: &BTreeMap<String, String>) -> NodeDomains {
+        let mut domains = NodeDomains::default();
         for (key, value) in labels {
-            let values = self.0.entry(key.clone()).or_default();
-            let nodes = values.entry(value.clone()).or_default();
+            let next_key = self.values.len() as KeyId;
+            let key_id = *self.keys.entry(key.clone()).or_insert(next_key);
+            if key_id == next_key {
+                self.values.push(KeyValues::default());
+            }
+            let values = &mut self.values[key_id as usize];
+            let next_value = values.nodes.len() as ValueId;
+            let value_id = *values.ids.entry(value.clone()).or_insert(next_value);
+            if value_id == next_value {
+                values.nodes.push(0);
+            }
+            domains.set(key_id, value_id);
+        }
+        domains
+    }
+
+    /// Counts (`delta` 1) or uncounts (-1) a node carrying these domains.
+    fn count(&mut self, domains: &NodeDomains, delta: isize) {
+        for (key, value) in domains.iter() {
+            let values = &mut self.values[key as usize];
+            let nodes = &mut values.nodes[value as usize];
+            let was_populated = *nodes > 0;
             *nodes = nodes.saturating_add_signed(delta);
-            if *nodes == 0 {
-                values.remove(value);
-                if values.is_empty() {
-                    self.0.remove(key);
-                }
+            match (was_populated, *nodes > 0) {
+                (false, true) => values.populated += 1,
+                (true, false) => values.populated -= 1,
+                _ => {}
             }
         }
     }
 
+    /// The id of `key`, if any node ever carried it.
+    pub fn key(&self, key: &str) -> Option<KeyId> {
+        self.keys.get(key).copied()
+    }
+
     /// How many distinct values of `key` the nodes carry.
-    pub fn of_key(&self, key: &str) -> usize {
-        self.0.get(key).map_or(0, HashMap::len)
+    pub fn of_key(&self, key: KeyId) -> usize {
+        self.values.get(key as usize).map_or(0, |values| values.populated)
+    }
+}
+
+/// A node's label values as [`Domains`] ids, indexed by key id. The first keys are kept inline:
+/// the filter reads them on every node it visits, and a pointer to chase would cost a cache miss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDomains {
+    inline: [ValueId; NodeDomains::INLINE],
+    spilled: Box<[ValueId]>,
+}
+
+impl Default for NodeDomains {
+    fn default() -> Self {
+        NodeDomains { inline: [Self::ABSENT; Self::INLINE], spilled: Box::default() }
+    }
+}
+
+impl NodeDomains {
+    const ABSENT: ValueId = ValueId::MAX;
+    const INLINE: usize = 12;
+
+    fn set(&mut self, key: KeyId, value: ValueId) {
+        let key = key as usize;
+        if key < Self::INLINE {
+            self.inline[key] = value;
+            return;
+        }
+        let slot = key - Self::INLINE;
+        if self.spilled.len() <= slot {
+            let mut spilled = std::mem::take(&mut self.spilled).into_vec();
+            spilled.resize(slot + 1, Self::ABSENT);
+            self.spilled = spilled.into_boxed_slice();
+        }
+        self.spilled[slot] = value;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (KeyId, ValueId)> + '_ {
+        let ids = self.inline.iter().chain(self.spilled.iter()).copied();
+        (0..).zip(ids).filter(|(_, value)| *value != Self::ABSENT)
+    }
+
+    /// The node's value of the key (None: it lacks the label, or no node has it).
+    pub fn get(&self, key: Option<KeyId>) -> Option<ValueId> {
+        let key = key? as usize;
+        let value = if key < Self::INLINE { self.inline[key] } else { *self.spilled.get(key - Self::INLINE)? };
+        (value != Self::ABSENT).then_some(value)
     }
 }
 
@@ -459,16 +536,16 @@ impl Cache {
         info.set_node(node);
         let changed = before != (info.ready, info.unschedulable, info.allocatable, info.taints.clone(), info.labels.clone());
         if before.4 != info.labels {
-            let after = info.labels.clone();
-            self.domains.count(&before.4, -1);
-            self.domains.count(&after, 1);
+            self.domains.count(&info.domains, -1);
+            info.domains = self.domains.intern(&info.labels);
+            self.domains.count(&info.domains, 1);
         }
         changed
     }
 
     pub fn remove_node(&mut self, name: &str) {
         if let Some(info) = self.nodes.remove(name) {
-            self.domains.count(&info.labels, -1);
+            self.domains.count(&info.domains, -1);
         }
     }
 
@@ -575,12 +652,33 @@ mod tests {
     #[test]
     fn domains_follow_node_labels() {
         let mut cache = cache(&[("n1", "a"), ("n2", "a"), ("n3", "b")], 4000);
-        assert_eq!((cache.domains.of_key("zone"), cache.domains.of_key("kubernetes.io/hostname")), (2, 3));
+        let (zone, hostname) = (cache.domains.key("zone"), cache.domains.key("kubernetes.io/hostname"));
+        let of_key = |cache: &crate::cache::Cache, key: Option<u32>| key.map(|k| cache.domains.of_key(k));
+        assert_eq!((of_key(&cache, zone), of_key(&cache, hostname)), (Some(2), Some(3)));
+        let zone_of = |cache: &crate::cache::Cache, node: &str| cache.nodes[node].domains.get(zone);
+        assert_eq!(zone_of(&cache, "n1"), zone_of(&cache, "n2"));
+        assert_ne!(zone_of(&cache, "n1"), zone_of(&cache, "n3"));
         cache.set_node(&crate::test_support::node("n3", json!({"kubernetes.io/hostname": "n3", "zone": "a"}), 4000));
-        assert_eq!(cache.domains.of_key("zone"), 1);
+        assert_eq!(of_key(&cache, zone), Some(1));
+        assert_eq!(zone_of(&cache, "n1"), zone_of(&cache, "n3"));
+        cache.set_node(&crate::test_support::node("n3", json!({"kubernetes.io/hostname": "n3"}), 4000));
+        assert_eq!(zone_of(&cache, "n3"), None, "a label taken off");
+        assert_eq!(cache.domains.key("rack"), None, "a key no node has");
         cache.remove_node("n1");
         cache.remove_node("n2");
         cache.remove_node("n3");
-        assert_eq!((cache.domains.of_key("zone"), cache.domains.of_key("kubernetes.io/hostname")), (0, 0));
+        assert_eq!((of_key(&cache, zone), of_key(&cache, hostname)), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn domains_beyond_the_inline_keys_are_kept_too() {
+        let labels = |last: &str| serde_json::Value::Object((0..20).map(|i| (format!("k{i:02}"), json!(if i == 19 { last.to_owned() } else { format!("v{i}") }))).collect());
+        let mut cache = crate::cache::Cache::default();
+        cache.set_node(&crate::test_support::node("n1", labels("x"), 4000));
+        cache.set_node(&crate::test_support::node("n2", labels("y"), 4000));
+        let value = |node: &str, key: &str| cache.nodes[node].domains.get(cache.domains.key(key));
+        assert!((0..20).all(|i| value("n1", &format!("k{i:02}")).is_some()));
+        assert_eq!(value("n1", "k00"), value("n2", "k00"));
+        assert_ne!(value("n1", "k19"), value("n2", "k19"));
     }
 }

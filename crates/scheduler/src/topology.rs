@@ -1,12 +1,13 @@
 //! Inter-pod affinity and pod topology spread, as kube-scheduler's InterPodAffinity and
 //! PodTopologySpread plugins judge them. The counts both need (pods matching a term, per topology
 //! domain) are computed once per scheduling attempt from the cache's label index, so filtering a
-//! node is a few map look-ups; preemption adjusts the counts as it removes victims.
+//! node is a few look-ups of integer domain ids (`cache::Domains`); preemption adjusts the counts
+//! as it removes victims.
 //!
 //! Invariant: a pod without affinity or spread terms, that no existing pod's required
 //! anti-affinity could match, costs nothing here (`PodTopology::build` answers `None`).
 
-use crate::cache::{Cache, LabelSource, NamespaceLabels, NodeInfo, PodInfo};
+use crate::cache::{Cache, Domains, KeyId, LabelSource, NamespaceLabels, NodeInfo, PodInfo, ValueId};
 use crate::plugins::{node_affinity_matches, set_requirement_matches};
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -66,66 +67,65 @@ impl<'a> PodMatcher<'a> {
     }
 }
 
-/// Adds to a count, allocating the key only the first time (counting runs once per matching pod).
-fn add_count(counts: &mut HashMap<String, i64>, key: &str, delta: i64) {
-    match counts.get_mut(key) {
-        Some(count) => *count += delta,
-        None => {
-            counts.insert(key.to_owned(), delta);
-        }
-    }
+/// A topology domain: a label key and one of its values.
+type Domain = (KeyId, ValueId);
+
+/// The node's domain for a topology key (None: the node lacks the label).
+fn domain(node: &NodeInfo, key: Option<KeyId>) -> Option<Domain> {
+    Some((key?, node.domains.get(key)?))
 }
 
-/// Counts per topology domain, keyed by topology key then value (look-ups borrow, never allocate).
+/// Counts per topology domain.
 #[derive(Clone, Default, Debug)]
-struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+struct TopologyCounts {
+    counts: HashMap<Domain, i64>,
+    /// The keys counted under.
+    keys: Vec<KeyId>,
+}
 
 impl TopologyCounts {
-    fn add(&mut self, key: &str, value: &str, delta: i64) {
-        if !self.0.contains_key(key) {
-            self.0.insert(key.to_owned(), HashMap::new());
+    fn add(&mut self, (key, value): Domain, delta: i64) {
+        if !self.keys.contains(&key) {
+            self.keys.push(key);
         }
-        if let Some(values) = self.0.get_mut(key) {
-            add_count(values, value, delta);
-        }
+        *self.counts.entry((key, value)).or_default() += delta;
     }
 
-    fn get(&self, key: &str, value: &str) -> i64 {
-        self.0.get(key).and_then(|values| values.get(value)).copied().unwrap_or(0)
+    fn get(&self, domain: Domain) -> i64 {
+        self.counts.get(&domain).copied().unwrap_or(0)
     }
 
     fn any_positive(&self) -> bool {
-        self.0.values().flat_map(|values| values.values()).any(|count| *count > 0)
+        self.counts.values().any(|count| *count > 0)
     }
 
-    /// The sum over topology keys of the node's domain's count.
-    fn sum_for(&self, node: &NodeInfo) -> i64 {
-        self.0.iter().filter_map(|(key, values)| node.label(key).and_then(|value| values.get(value))).sum()
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
-    /// Whether the node lies in a domain with a positive count, for any key.
-    fn node_in_positive_domain(&self, node: &NodeInfo) -> bool {
-        self.0.iter().any(|(key, values)| node.label(key).and_then(|value| values.get(value)).is_some_and(|c| *c > 0))
+    /// The counts of the node's domains, one per key.
+    fn of_node<'s>(&'s self, node: &'s NodeInfo) -> impl Iterator<Item = i64> + 's {
+        self.keys.iter().filter_map(|key| domain(node, Some(*key))).map(|domain| self.get(domain))
     }
 }
 
 #[derive(Clone)]
 struct Term<'a> {
     matcher: PodMatcher<'a>,
-    key: &'a str,
+    key: Option<KeyId>,
 }
 
 #[derive(Clone)]
 struct Spread<'a> {
-    key: &'a str,
+    key: Option<KeyId>,
     max_skew: i64,
     hard: bool,
     selector: Option<&'a LabelSelector>,
     min_domains: Option<usize>,
     /// 1 when the incoming pod matches its own selector (it will count once placed).
     self_match: i64,
-    /// Matching pods per domain (domains without any may be absent).
-    counts: HashMap<String, i64>,
+    /// Matching pods per value of the key (values without any may be absent).
+    counts: HashMap<ValueId, i64>,
     /// How many domains the eligible nodes form.
     domains: usize,
     /// The smallest count over the domains (0 when fewer than minDomains domains exist).
@@ -156,6 +156,7 @@ pub struct PodTopology<'a> {
     spec: &'a PodSpec,
     namespace: &'a str,
     namespace_labels: &'a NamespaceLabels,
+    domains: &'a Domains,
     required_affinity: Vec<Term<'a>>,
     required_anti_affinity: Vec<Term<'a>>,
     /// Preferred terms with their weight (negative for anti-affinity).
@@ -183,7 +184,8 @@ impl<'a> PodTopology<'a> {
         let labels = pod.metadata.labels.as_ref();
         let affinity = spec.affinity.as_ref();
         let namespace_labels = &cache.namespaces;
-        let term = |t: &'a PodAffinityTerm| Term { matcher: PodMatcher::of_term(t, namespace, namespace_labels), key: t.topology_key.as_str() };
+        let domains = &cache.domains;
+        let term = |t: &'a PodAffinityTerm| Term { matcher: PodMatcher::of_term(t, namespace, namespace_labels), key: domains.key(&t.topology_key) };
         let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
         let pod_anti_affinity = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
         let required_affinity: Vec<Term> = pod_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()).into_iter().flatten().map(term).collect();
@@ -193,7 +195,7 @@ impl<'a> PodTopology<'a> {
         let preferred: Vec<(i64, Term)> = preferred_affinity.chain(preferred_anti).collect();
         let empty = BTreeMap::new();
         let own_labels = labels.unwrap_or(&empty);
-        let spread: Vec<Spread> = spec.topology_spread_constraints.iter().flatten().map(|c| spread_of(c, own_labels)).collect();
+        let spread: Vec<Spread> = spec.topology_spread_constraints.iter().flatten().map(|c| spread_of(c, own_labels, domains)).collect();
         let repelling = cache.anti_affinity.could_match(own_labels);
         let attracting = cache.scoring_terms.could_match(own_labels);
         if required_affinity.is_empty() && required_anti_affinity.is_empty() && preferred.is_empty() && spread.is_empty() && repelling.is_empty() && attracting.is_empty() {
@@ -204,6 +206,7 @@ impl<'a> PodTopology<'a> {
             spec,
             namespace,
             namespace_labels,
+            domains,
             required_affinity,
             required_anti_affinity,
             preferred,
@@ -234,8 +237,8 @@ impl<'a> PodTopology<'a> {
             let Some(node) = cache.nodes.get(&pod.node) else { continue };
             for (weight, term) in &pod.scoring_terms {
                 let matcher = PodMatcher::of_term(term, &pod.namespace, namespace_labels);
-                if let Some(value) = node.label(&term.topology_key).filter(|_| matcher.matches(namespace, own_labels)) {
-                    topology.preferred_weights.add(&term.topology_key, value, *weight);
+                if let Some(domain) = domain(node, domains.key(&term.topology_key)).filter(|_| matcher.matches(namespace, own_labels)) {
+                    topology.preferred_weights.add(domain, *weight);
                 }
             }
         }
@@ -254,15 +257,15 @@ impl<'a> PodTopology<'a> {
         let node_affinity = spec.node_selector.as_ref().is_some_and(|s| !s.is_empty())
             || spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).is_some_and(|a| a.required_during_scheduling_ignored_during_execution.is_some());
         if one_key && !node_affinity {
-            let domains = cache.domains.of_key(first);
+            let domains = first.map_or(0, |key| cache.domains.of_key(key));
             self.spread.iter_mut().for_each(|c| c.domains = domains);
             return;
         }
         for node in cache.nodes.values() {
             if self.spread_eligible(node) {
                 for constraint in &mut self.spread {
-                    if let Some(value) = node.label(constraint.key) {
-                        add_count(&mut constraint.counts, value, 0);
+                    if let Some(value) = node.domains.get(constraint.key) {
+                        constraint.counts.entry(value).or_default();
                     }
                 }
             }
@@ -271,7 +274,7 @@ impl<'a> PodTopology<'a> {
     }
 
     fn spread_eligible(&self, node: &NodeInfo) -> bool {
-        self.spread.iter().all(|c| node.label(c.key).is_some()) && node_affinity_matches(self.spec, node)
+        self.spread.iter().all(|c| node.domains.get(c.key).is_some()) && node_affinity_matches(self.spec, node)
     }
 
     /// The pods any of the pod's selectors can match: through the label index when every
@@ -318,27 +321,27 @@ impl<'a> PodTopology<'a> {
         let namespace = pod.namespace.as_str();
         if !self.required_affinity.is_empty() && self.required_affinity.iter().all(|t| t.matcher.matches(namespace, &pod.labels)) {
             for term in &self.required_affinity {
-                if let Some(value) = node.label(term.key) {
-                    self.affinity_counts.add(term.key, value, delta);
+                if let Some(domain) = domain(node, term.key) {
+                    self.affinity_counts.add(domain, delta);
                 }
             }
         }
         for term in &self.required_anti_affinity {
-            if let Some(value) = node.label(term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
-                self.anti_affinity_counts.add(term.key, value, delta);
+            if let Some(domain) = domain(node, term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
+                self.anti_affinity_counts.add(domain, delta);
             }
         }
         for (weight, term) in &self.preferred {
-            if let Some(value) = node.label(term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
-                self.preferred_weights.add(term.key, value, weight * delta);
+            if let Some(domain) = domain(node, term.key).filter(|_| term.matcher.matches(namespace, &pod.labels)) {
+                self.preferred_weights.add(domain, weight * delta);
             }
         }
         // Terminating pods do not count for spreading (as in Kubernetes).
         if !self.spread.is_empty() && !pod.terminating && namespace == self.namespace && self.spread_eligible(node) {
             for constraint in &mut self.spread {
                 if constraint.selector.is_some_and(|s| selector_matches(s, &pod.labels)) {
-                    if let Some(value) = node.label(constraint.key) {
-                        add_count(&mut constraint.counts, value, delta);
+                    if let Some(value) = node.domains.get(constraint.key) {
+                        *constraint.counts.entry(value).or_default() += delta;
                     }
                 }
             }
@@ -349,8 +352,8 @@ impl<'a> PodTopology<'a> {
     fn count_existing_anti_affinity(&mut self, pod: &PodInfo, node: &NodeInfo, pod_namespace: &str, incoming_labels: &BTreeMap<String, String>, delta: i64) {
         for term in &pod.required_anti_affinity {
             let matcher = PodMatcher::of_term(term, pod_namespace, self.namespace_labels);
-            if let Some(value) = node.label(&term.topology_key).filter(|_| matcher.matches(self.namespace, incoming_labels)) {
-                self.existing_anti_affinity_counts.add(&term.topology_key, value, delta);
+            if let Some(domain) = domain(node, self.domains.key(&term.topology_key)).filter(|_| matcher.matches(self.namespace, incoming_labels)) {
+                self.existing_anti_affinity_counts.add(domain, delta);
             }
         }
     }
@@ -374,8 +377,8 @@ impl<'a> PodTopology<'a> {
         if !self.required_affinity.is_empty() {
             let mut pods_exist = true;
             for term in &self.required_affinity {
-                match node.label(term.key) {
-                    Some(value) => pods_exist &= self.affinity_counts.get(term.key, value) > 0,
+                match domain(node, term.key) {
+                    Some(domain) => pods_exist &= self.affinity_counts.get(domain) > 0,
                     None => return Err(TopologyFailure::PodAffinity),
                 }
             }
@@ -383,16 +386,16 @@ impl<'a> PodTopology<'a> {
                 return Err(TopologyFailure::PodAffinity);
             }
         }
-        let anti_affinity_hit = self.required_anti_affinity.iter().any(|t| node.label(t.key).is_some_and(|v| self.anti_affinity_counts.get(t.key, v) > 0));
+        let anti_affinity_hit = self.required_anti_affinity.iter().any(|t| domain(node, t.key).is_some_and(|d| self.anti_affinity_counts.get(d) > 0));
         if anti_affinity_hit {
             return Err(TopologyFailure::PodAntiAffinity);
         }
-        if self.existing_anti_affinity_counts.node_in_positive_domain(node) {
+        if self.existing_anti_affinity_counts.of_node(node).any(|count| count > 0) {
             return Err(TopologyFailure::ExistingAntiAffinity);
         }
         for constraint in self.spread.iter().filter(|c| c.hard) {
-            let Some(value) = node.label(constraint.key) else { return Err(TopologyFailure::SpreadMissingLabel) };
-            let matching = constraint.counts.get(value).copied().unwrap_or(0);
+            let Some(value) = node.domains.get(constraint.key) else { return Err(TopologyFailure::SpreadMissingLabel) };
+            let matching = constraint.counts.get(&value).copied().unwrap_or(0);
             if matching + constraint.self_match - constraint.min > constraint.max_skew {
                 return Err(TopologyFailure::Spread);
             }
@@ -403,7 +406,7 @@ impl<'a> PodTopology<'a> {
     /// Raw preferred inter-pod affinity score (the sum of matching terms' weights in the node's
     /// domains); normalised over the feasible nodes by the caller.
     pub fn affinity_score(&self, node: &NodeInfo) -> i64 {
-        self.preferred_weights.sum_for(node)
+        self.preferred_weights.of_node(node).sum()
     }
 
     /// Raw ScheduleAnyway spread score: matching pods in the node's domains (fewer is better);
@@ -411,7 +414,7 @@ impl<'a> PodTopology<'a> {
     pub fn spread_score(&self, node: &NodeInfo) -> Option<i64> {
         let mut total = 0;
         for constraint in self.spread.iter().filter(|c| !c.hard) {
-            total += constraint.counts.get(node.label(constraint.key)?).copied().unwrap_or(0);
+            total += constraint.counts.get(&node.domains.get(constraint.key)?).copied().unwrap_or(0);
         }
         Some(total)
     }
@@ -421,15 +424,15 @@ impl<'a> PodTopology<'a> {
     }
 
     pub fn has_preferred(&self) -> bool {
-        !self.preferred_weights.0.is_empty()
+        !self.preferred_weights.is_empty()
     }
 }
 
-fn spread_of<'a>(constraint: &'a TopologySpreadConstraint, own_labels: &BTreeMap<String, String>) -> Spread<'a> {
+fn spread_of<'a>(constraint: &'a TopologySpreadConstraint, own_labels: &BTreeMap<String, String>, domains: &Domains) -> Spread<'a> {
     let selector = constraint.label_selector.as_ref();
     let self_match = selector.is_some_and(|s| selector_matches(s, own_labels));
     Spread {
-        key: constraint.topology_key.as_str(),
+        key: domains.key(&constraint.topology_key),
         max_skew: i64::from(constraint.max_skew),
         hard: constraint.when_unsatisfiable != "ScheduleAnyway",
         selector,

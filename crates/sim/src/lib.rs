@@ -22,6 +22,9 @@ use tugboat_client::{Client, ClientError};
 
 /// How often each node's Lease is renewed (kubelet's default).
 pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often the simulator renews the slice of its nodes' Leases that is due.
+const LEASE_RENEW_TICK: Duration = Duration::from_millis(100);
 const LEASE_DURATION_SECONDS: u64 = 40;
 /// API writes the simulator keeps in flight at once (registrations, renewals, pod status).
 const CONCURRENT_WRITES: usize = 32;
@@ -177,21 +180,24 @@ async fn renew_lease(client: &Client, node: &str) {
     }
 }
 
-/// Renews every node's Lease once per [`LEASE_RENEW_INTERVAL`], spread evenly over the interval
-/// (5,000 nodes make 500 small writes a second, not a burst of 5,000 every ten seconds).
+/// Renews every node's Lease once per [`LEASE_RENEW_INTERVAL`], a slice of the nodes every
+/// [`LEASE_RENEW_TICK`]: 5,000 nodes make 50 small writes every 100 ms, not a burst of 5,000
+/// every ten seconds, nor 500 lone requests a second that share no connection or commit work.
 async fn keep_leases(client: Client, nodes: Arc<Vec<SimNode>>) {
-    let period = LEASE_RENEW_INTERVAL / nodes.len().max(1) as u32;
-    let mut ticker = tokio::time::interval(period.max(Duration::from_micros(100)));
+    let ticks = (LEASE_RENEW_INTERVAL.as_millis() / LEASE_RENEW_TICK.as_millis()).max(1) as usize;
+    let mut ticker = tokio::time::interval(LEASE_RENEW_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_WRITES));
-    for node in nodes.iter().cycle() {
+    for tick in (0..ticks).cycle() {
         ticker.tick().await;
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
-        let (client, name) = (client.clone(), node.name.clone());
-        tokio::spawn(async move {
-            renew_lease(&client, &name).await;
-            drop(permit);
-        });
+        for node in &nodes[tick * nodes.len() / ticks..(tick + 1) * nodes.len() / ticks] {
+            let Ok(permit) = limit.clone().acquire_owned().await else { return };
+            let (client, name) = (client.clone(), node.name.clone());
+            tokio::spawn(async move {
+                renew_lease(&client, &name).await;
+                drop(permit);
+            });
+        }
     }
 }
 

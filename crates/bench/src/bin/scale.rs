@@ -44,9 +44,13 @@ struct Args {
     /// server's memory and store size are read.
     #[arg(long, default_value_t = 150_000)]
     total_pods: usize,
-    /// Concurrent creating clients, each with its own connection.
+    /// Concurrent creating clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// HTTP/2 connections the creating clients share (client-go multiplexes a process's
+    /// requests over one connection per server).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
     /// Give up waiting for a phase after this many seconds (and report what was reached).
     #[arg(long, default_value_t = 600)]
     phase_timeout: u64,
@@ -59,6 +63,7 @@ struct Args {
 struct Cluster {
     server: Server,
     _sim: Sim,
+    /// One per connection.
     clients: Vec<Client>,
     watcher: Watcher,
 }
@@ -78,7 +83,7 @@ impl Cluster {
         let max_pods = max_pods.to_string();
         let sim = Sim::start(&args.tugboat, &server, &["--nodes", &nodes.to_string(), "--max-pods", &max_pods, "--cpu", "64", "--memory", "1Ti"]);
         let kubeconfig = server.kubeconfig();
-        let clients = (0..args.clients.max(1)).map(|_| client(&kubeconfig)).collect::<anyhow::Result<Vec<_>>>()?;
+        let clients = (0..args.connections.max(1)).map(|_| client(&kubeconfig)).collect::<anyhow::Result<Vec<_>>>()?;
         let watcher = Watcher::start(&clients[0]).await?;
         let cluster = Cluster { server, _sim: sim, clients, watcher };
         let started = Instant::now();
@@ -260,14 +265,13 @@ fn pod(name: &str, constrained: Option<usize>) -> Value {
 
 /// Creates `count` pods named `<prefix>-<i>` in `namespace` over all clients; with `rate`, pod
 /// i is created no earlier than i/rate seconds after the start.
-async fn create_pods(clients: &[Client], namespace: &str, prefix: &str, count: usize, rate: Option<u64>, constrained: bool) -> anyhow::Result<Duration> {
+async fn create_pods(connections: &[Client], creators: usize, namespace: &str, prefix: &str, count: usize, rate: Option<u64>, constrained: bool) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let collection = format!("/api/v1/namespaces/{namespace}/pods");
-    let tasks: Vec<_> = clients
-        .iter()
-        .enumerate()
-        .map(|(k, client)| {
-            let (client, collection, prefix, stride) = (client.clone(), collection.clone(), prefix.to_owned(), clients.len());
+    let tasks: Vec<_> = (0..creators.max(1))
+        .map(|k| {
+            let client = connections[k % connections.len()].clone();
+            let (collection, prefix, stride) = (collection.clone(), prefix.to_owned(), creators.max(1));
             tokio::spawn(async move {
                 for i in (k..count).step_by(stride) {
                     if let Some(rate) = rate {
@@ -288,7 +292,7 @@ async fn create_pods(clients: &[Client], namespace: &str, prefix: &str, count: u
 
 async fn scheduling_run(cluster: &Cluster, args: &Args, namespace: &str, count: usize, rate: Option<u64>, constrained: bool) -> anyhow::Result<Summary> {
     cluster.namespace(namespace).await?;
-    let took = create_pods(&cluster.clients, namespace, "p", count, rate, constrained).await?;
+    let took = create_pods(&cluster.clients, args.clients, namespace, "p", count, rate, constrained).await?;
     println!("  created {count} pods in {namespace} in {:.1} s ({:.0}/s)", took.as_secs_f64(), count as f64 / took.as_secs_f64());
     Ok(cluster.watcher.scheduling(namespace, count, Duration::from_secs(args.phase_timeout)).await)
 }
@@ -349,7 +353,7 @@ async fn measure(args: &Args, nodes: usize, fill: bool) -> anyhow::Result<Vec<St
     if fill && args.total_pods > pods {
         cluster.namespace("fill").await?;
         let more = args.total_pods - pods;
-        let took = create_pods(&cluster.clients, "fill", "f", more, None, false).await?;
+        let took = create_pods(&cluster.clients, args.clients, "fill", "f", more, None, false).await?;
         println!("  created {more} more pods in {:.1} s", took.as_secs_f64());
         pods = args.total_pods;
     }
