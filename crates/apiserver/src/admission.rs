@@ -10,7 +10,7 @@
 //! classes up in the watch cache.
 
 use serde_json::{json, Value};
-use tugboat_api::{meta, Registry};
+use tugboat_api::{meta, Registry, Shape};
 
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
@@ -117,7 +117,10 @@ pub async fn admit_pod(objects: &Objects, pod: &mut Value) -> ApiResult<()> {
     let class_name = pod["spec"]["priorityClassName"].as_str().unwrap_or_default().to_owned();
     let (class, default) = if class_name.is_empty() {
         let cached = objects.cache.resource(classes).snapshot(&keys::resource_prefix(classes), objects.cache.applied());
-        let all: Vec<Value> = cached.objects.iter().map(|o| o.value()).collect();
+        // Every pod without a class reads every class: decode only what priority admission reads.
+        static READ: std::sync::OnceLock<Shape> = std::sync::OnceLock::new();
+        let read = READ.get_or_init(|| Shape::of(&["metadata.name", "value", "globalDefault", "preemptionPolicy"]));
+        let all: Vec<Value> = cached.objects.iter().filter_map(|o| read.decode(&o.json).ok()).collect();
         (None, global_default(&all).cloned())
     } else {
         let cached = objects.cache.resource(classes).object(&keys::object_key(classes, "", &class_name)).map(|o| o.value());
