@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tugboat_api::{meta, Registry, ResourceType, Shape};
@@ -30,32 +30,53 @@ pub struct CachedObject {
     pub key: Arc<str>,
     namespaced: bool,
     pub revision: Revision,
-    pub labels: Map<String, Value>,
+    pub json: Bytes,
+    /// What selectors read, decoded from `json` the first time a selector asks: most objects
+    /// are never matched against one (watches and lists without selectors need only the bytes).
+    selectable: OnceLock<Selectable>,
+    /// The resource's selectable fields (see [`ResourceCache::decode`]).
+    shape: Arc<Shape>,
+}
+
+#[derive(Debug, Default)]
+struct Selectable {
+    labels: Map<String, Value>,
     /// Values of the resource's kind-specific field selectors, in declaration order.
     fields: Box<[String]>,
-    pub json: Bytes,
+}
+
+impl Selectable {
+    fn of(resource: &ResourceType, object: &Value) -> Self {
+        Selectable {
+            labels: object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default(),
+            fields: resource.field_selectors.iter().map(|path| meta::field_value(object, path)).collect(),
+        }
+    }
 }
 
 impl CachedObject {
     /// Builds the served form of an object that already carries its resourceVersion.
-    pub fn from_value(resource: &ResourceType, key: String, object: &Value, revision: Revision) -> Self {
+    fn from_value(resource: &ResourceType, shape: Arc<Shape>, key: String, object: &Value, revision: Revision) -> Self {
         let mut json = serde_json::to_vec(object).unwrap_or_default();
         // The encoder grows its buffer by doubling; cached objects live long, so drop the slack.
         json.shrink_to_fit();
-        Self::with_json(resource, key, object, revision, Bytes::from(json))
+        let cached = Self::with_json(resource, shape, key, revision, Bytes::from(json));
+        let _ = cached.selectable.set(Selectable::of(resource, object));
+        cached
     }
 
-    /// `json`: the served form of `object`.
-    fn with_json(resource: &ResourceType, key: String, object: &Value, revision: Revision, json: Bytes) -> Self {
-        let fields = resource.field_selectors.iter().map(|path| meta::field_value(object, path)).collect();
-        Self {
-            key: key.into(),
-            namespaced: resource.namespaced,
-            revision,
-            labels: object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default(),
-            fields,
-            json,
-        }
+    /// `json`: the served form of the object.
+    fn with_json(resource: &ResourceType, shape: Arc<Shape>, key: String, revision: Revision, json: Bytes) -> Self {
+        Self { key: key.into(), namespaced: resource.namespaced, revision, json, selectable: OnceLock::new(), shape }
+    }
+
+    fn selectable(&self, resource: &ResourceType) -> &Selectable {
+        // The bytes were decoded (or written) by this server, so they are valid JSON.
+        self.selectable.get_or_init(|| self.shape.decode(&self.json).map(|object| Selectable::of(resource, &object)).unwrap_or_default())
+    }
+
+    pub fn labels(&self, resource: &ResourceType) -> &Map<String, Value> {
+        &self.selectable(resource).labels
     }
 
     /// The value of a field selector path on this object.
@@ -67,7 +88,7 @@ impl CachedObject {
                 .field_selectors
                 .iter()
                 .position(|p| *p == path)
-                .and_then(|i| self.fields.get(i).cloned())
+                .and_then(|i| self.selectable(resource).fields.get(i).cloned())
                 .unwrap_or_default(),
         }
     }
@@ -139,9 +160,9 @@ struct ResourceState {
 /// The cache of one resource type.
 pub struct ResourceCache {
     pub resource: &'static ResourceType,
-    /// What selectors read of an object (labels, the kind's field selectors), and its
-    /// resourceVersion: all the cache decodes of a stored object, whose bytes it serves as they are.
-    selectable: Shape,
+    /// What selectors read of an object (labels, the kind's field selectors): all the cache
+    /// ever decodes of a stored object, whose bytes it serves as they are.
+    selectable: Arc<Shape>,
     state: RwLock<ResourceState>,
     /// Bumped (to the change's revision) whenever a change lands, to wake this resource's watchers.
     changed: watch::Sender<Revision>,
@@ -162,11 +183,11 @@ pub enum Catchup {
 
 impl ResourceCache {
     fn new(resource: &'static ResourceType) -> Self {
-        let mut selectable = vec!["metadata.labels", "metadata.resourceVersion"];
+        let mut selectable = vec!["metadata.labels"];
         selectable.extend(resource.field_selectors);
         Self {
             resource,
-            selectable: Shape::of(&selectable),
+            selectable: Arc::new(Shape::of(&selectable)),
             state: RwLock::new(ResourceState { objects: BTreeMap::new(), log: VecDeque::new(), floor: 0 }),
             changed: watch::channel(0).0,
         }
@@ -175,16 +196,16 @@ impl ResourceCache {
     /// Builds the served form of a stored value. `revision` becomes `metadata.resourceVersion`.
     pub fn decode(&self, key: &str, value: &[u8], revision: Revision) -> Result<CachedObject, serde_json::Error> {
         let resource = self.resource;
-        let selectable = self.selectable.decode(value)?;
-        // Stored objects have no resourceVersion: it is inserted into the stored bytes.
-        if selectable.pointer("/metadata/resourceVersion").is_none() {
+        // Stored objects have no resourceVersion: it is inserted into the stored bytes. One that
+        // names a resourceVersion anywhere (an Event's involvedObject may) takes the long way.
+        if memchr::memmem::find(value, b"\"resourceVersion\"").is_none() {
             if let Some(json) = served::with_resource_version(value, revision) {
-                return Ok(CachedObject::with_json(resource, key.to_owned(), &selectable, revision, json));
+                return Ok(CachedObject::with_json(resource, self.selectable.clone(), key.to_owned(), revision, json));
             }
         }
         let mut object: Value = serde_json::from_slice(value)?;
         meta::metadata_mut(&mut object).insert("resourceVersion".into(), Value::String(revision.to_string()));
-        Ok(CachedObject::from_value(resource, key.to_owned(), &object, revision))
+        Ok(CachedObject::from_value(resource, self.selectable.clone(), key.to_owned(), &object, revision))
     }
 
     /// Objects under `prefix` (a resource or namespace key prefix), in key order, starting after
@@ -404,5 +425,38 @@ impl Cache {
                 std::future::ready(change)
             })
             .boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(group: &str, version: &str, plural: &str) -> &'static ResourceType {
+        Registry::get().lookup(group, version, plural).expect("a built-in resource")
+    }
+
+    #[test]
+    fn stored_bytes_are_served_with_their_revision_and_decoded_only_when_a_selector_asks() {
+        let pods = resource("", "v1", "pods");
+        let cache = ResourceCache::new(pods);
+        let stored = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default","labels":{"app":"web"}},"spec":{"nodeName":"n1"}}"#;
+        let object = cache.decode("/registry/pods/default/web", stored, 7).expect("valid JSON");
+        let served: Value = serde_json::from_slice(&object.json).expect("served JSON");
+        assert_eq!(served["metadata"]["resourceVersion"], "7");
+        assert!(object.selectable.get().is_none());
+        assert_eq!(object.labels(pods)["app"], "web");
+        assert_eq!((object.field(pods, "spec.nodeName"), object.field(pods, "metadata.namespace")), ("n1".to_owned(), "default".to_owned()));
+    }
+
+    #[test]
+    fn a_stored_object_that_names_a_resource_version_is_served_with_its_own() {
+        let events = resource("", "v1", "events");
+        let cache = ResourceCache::new(events);
+        let stored = br#"{"metadata":{"name":"e","namespace":"default"},"involvedObject":{"kind":"Pod","name":"web","resourceVersion":"3"}}"#;
+        let object = cache.decode("/registry/events/default/e", stored, 9).expect("valid JSON");
+        let served: Value = serde_json::from_slice(&object.json).expect("served JSON");
+        assert_eq!((served["metadata"]["resourceVersion"].as_str(), served["involvedObject"]["resourceVersion"].as_str()), (Some("9"), Some("3")));
+        assert_eq!(object.field(events, "involvedObject.name"), "web");
     }
 }

@@ -41,7 +41,9 @@ impl Filter {
     }
 
     pub fn matches(&self, object: &CachedObject) -> bool {
-        self.labels.matches(Some(&object.labels)) && self.fields.matches(|field| object.field(self.resource, field))
+        // Without selectors nothing is decoded: the cache decodes what selectors read lazily.
+        (self.labels.is_empty() || self.labels.matches(Some(object.labels(self.resource))))
+            && (self.fields.is_empty() || self.fields.matches(|field| object.field(self.resource, field)))
     }
 }
 
