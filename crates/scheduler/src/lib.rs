@@ -27,7 +27,8 @@ mod topology;
 use bytes::Bytes;
 use cache::Cache;
 use http::Method;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 use preemption::Preemption;
 use queue::ActiveQueue;
@@ -323,6 +324,30 @@ impl Scheduler {
     }
 }
 
+/// What the scheduler reads of a pod: its metadata and spec, and of its status only the phase and
+/// the nominated node. A running pod's status (conditions, container states and their times) is
+/// a third of it, and every status change of every pod passes through here.
+#[derive(serde::Deserialize)]
+struct PodAsRead {
+    metadata: ObjectMeta,
+    spec: Option<PodSpec>,
+    status: Option<PodStatusAsRead>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodStatusAsRead {
+    phase: Option<String>,
+    nominated_node_name: Option<String>,
+}
+
+impl From<PodAsRead> for Pod {
+    fn from(pod: PodAsRead) -> Self {
+        let status = pod.status.map(|s| PodStatus { phase: s.phase, nominated_node_name: s.nominated_node_name, ..Default::default() });
+        Pod { metadata: pod.metadata, spec: pod.spec, status }
+    }
+}
+
 /// Runs the scheduler until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
     let scheduler = Arc::new(Scheduler { client: client.clone(), state: Mutex::new(State::default()), wake: Notify::new() });
@@ -336,7 +361,7 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
     };
     let pods = {
         let scheduler = scheduler.clone();
-        tokio::spawn(async move { tugboat_client::inform::<Pod>(&scheduler.client.clone(), "/api/v1/pods", |kind, pod| scheduler.on_pod(kind, pod)).await })
+        tokio::spawn(async move { tugboat_client::inform::<PodAsRead>(&scheduler.client.clone(), "/api/v1/pods", |kind, pod| scheduler.on_pod(kind, pod.into())).await })
     };
     let worker = {
         let scheduler = scheduler.clone();
@@ -378,5 +403,17 @@ mod tests {
         assert!(!responsible(&pod(json!({"containers": [], "schedulerName": "other"}), false)));
         assert!(!responsible(&pod(json!({"containers": [], "nodeName": "n"}), false)));
         assert!(!responsible(&pod(json!({"containers": []}), true)));
+    }
+
+    #[test]
+    fn a_pod_as_read_keeps_metadata_spec_phase_and_nominated_node() {
+        let full = json!({"metadata": {"name": "p", "namespace": "d", "uid": "u", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}], "priority": 5},
+            "status": {"phase": "Pending", "nominatedNodeName": "n1", "conditions": [{"type": "PodScheduled", "status": "False"}]}});
+        let read: Pod = serde_json::from_value::<PodAsRead>(full.clone()).expect("a pod").into();
+        let whole: Pod = serde_json::from_value(full).expect("a pod");
+        assert_eq!((&read.metadata, &read.spec), (&whole.metadata, &whole.spec));
+        let status = read.status.expect("a status");
+        assert_eq!((status.phase.as_deref(), status.nominated_node_name.as_deref(), status.conditions), (Some("Pending"), Some("n1"), None));
     }
 }
