@@ -393,7 +393,8 @@ pub type ValueId = u32;
 /// integer, so rules checked on every node for every pod compare and hash numbers instead of
 /// strings; and how many nodes carry each value: the topology domains a spread constraint
 /// ranges over, known without scanning the nodes. Ids are never reused, so a pod's counts
-/// taken during one attempt stay valid however nodes change meanwhile.
+/// taken during one attempt stay valid however nodes change meanwhile; the tables grow with the
+/// distinct values ever seen (a replaced node's hostname stays: a few bytes).
 #[derive(Default)]
 pub struct Domains {
     keys: HashMap<String, KeyId>,

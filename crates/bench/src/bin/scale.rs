@@ -263,8 +263,9 @@ fn pod(name: &str, constrained: Option<usize>) -> Value {
     pod
 }
 
-/// Creates `count` pods named `<prefix>-<i>` in `namespace` over all clients; with `rate`, pod
-/// i is created no earlier than i/rate seconds after the start.
+/// Creates `count` pods named `<prefix>-<i>` in `namespace` from `creators` concurrent tasks
+/// sharing the connections; with `rate`, pod i is created no earlier than i/rate seconds after
+/// the start.
 async fn create_pods(connections: &[Client], creators: usize, namespace: &str, prefix: &str, count: usize, rate: Option<u64>, constrained: bool) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let collection = format!("/api/v1/namespaces/{namespace}/pods");
