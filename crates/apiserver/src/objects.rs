@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use tugboat_api::{meta, schema, validation, ResourceType};
+use tugboat_api::{meta, schema, validation, ResourceType, Shape};
 use tugboat_store::{Revision, Store, StoreError};
 
 use crate::allocator::Allocator;
@@ -387,7 +387,11 @@ impl Objects {
         // The cache answers almost always; a namespace created a moment ago may not be in it yet.
         let cached = self.cache.resource(namespaces).object(&keys::object_key(namespaces, "", namespace));
         let object = match cached {
-            Some(object) => object.value(),
+            // Every create asks: decode only what `is_deleting` reads.
+            Some(object) => {
+                static DELETION: std::sync::OnceLock<Shape> = std::sync::OnceLock::new();
+                DELETION.get_or_init(|| Shape::of(&["metadata.deletionTimestamp"])).decode(&object.json).unwrap_or(Value::Null)
+            }
             None => match self.get(namespaces, "", namespace).await {
                 Ok((object, _)) => object,
                 Err(e) if e.reason == "NotFound" => return Err(ApiError::namespace_not_found(namespace)),

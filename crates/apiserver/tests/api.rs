@@ -248,7 +248,14 @@ async fn deletion_honours_finalizers_and_namespaces_empty_out() {
 
     c.create("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})).await.unwrap();
     c.create("/api/v1/namespaces/doomed/configmaps", &configmap("inside")).await.unwrap();
+    // A finalizer keeps the namespace Terminating until it is removed.
+    c.create("/api/v1/namespaces/doomed/configmaps", &cm).await.unwrap();
     c.request(Method::DELETE, "/api/v1/namespaces/doomed", None).await.unwrap();
+    assert!(c.get("/api/v1/namespaces/doomed").await.unwrap()["metadata"]["deletionTimestamp"].is_string());
+    let (code, _, message) = failure(c.create("/api/v1/namespaces/doomed/configmaps", &configmap("late")).await);
+    assert_eq!(code, StatusCode::FORBIDDEN, "{message}");
+    assert!(message.contains("because it is being terminated"), "{message}");
+    send(c, Method::PATCH, "/api/v1/namespaces/doomed/configmaps/held", "application/merge-patch+json", &json!({"metadata": {"finalizers": null}})).await.unwrap();
     let mut gone = false;
     for _ in 0..100 {
         if matches!(c.get("/api/v1/namespaces/doomed").await, Err(ClientError::Status { code: StatusCode::NOT_FOUND, .. })) {
