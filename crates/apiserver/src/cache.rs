@@ -31,11 +31,10 @@ pub struct CachedObject {
     namespaced: bool,
     pub revision: Revision,
     pub json: Bytes,
-    /// What selectors read, decoded from `json` the first time a selector asks: most objects
-    /// are never matched against one (watches and lists without selectors need only the bytes).
+    /// What selectors read, decoded from `json` the first time a selector asks (see
+    /// [`ResourceCache::labels`]): most objects are never matched against one (watches and lists
+    /// without selectors need only the bytes).
     selectable: OnceLock<Selectable>,
-    /// The resource's selectable fields (see [`ResourceCache::decode`]).
-    shape: Arc<Shape>,
 }
 
 #[derive(Debug, Default)]
@@ -56,41 +55,18 @@ impl Selectable {
 
 impl CachedObject {
     /// Builds the served form of an object that already carries its resourceVersion.
-    fn from_value(resource: &ResourceType, shape: Arc<Shape>, key: String, object: &Value, revision: Revision) -> Self {
+    fn from_value(resource: &ResourceType, key: String, object: &Value, revision: Revision) -> Self {
         let mut json = serde_json::to_vec(object).unwrap_or_default();
         // The encoder grows its buffer by doubling; cached objects live long, so drop the slack.
         json.shrink_to_fit();
-        let cached = Self::with_json(resource, shape, key, revision, Bytes::from(json));
+        let cached = Self::with_json(resource, key, revision, Bytes::from(json));
         let _ = cached.selectable.set(Selectable::of(resource, object));
         cached
     }
 
     /// `json`: the served form of the object.
-    fn with_json(resource: &ResourceType, shape: Arc<Shape>, key: String, revision: Revision, json: Bytes) -> Self {
-        Self { key: key.into(), namespaced: resource.namespaced, revision, json, selectable: OnceLock::new(), shape }
-    }
-
-    fn selectable(&self, resource: &ResourceType) -> &Selectable {
-        // The bytes were decoded (or written) by this server, so they are valid JSON.
-        self.selectable.get_or_init(|| self.shape.decode(&self.json).map(|object| Selectable::of(resource, &object)).unwrap_or_default())
-    }
-
-    pub fn labels(&self, resource: &ResourceType) -> &Map<String, Value> {
-        &self.selectable(resource).labels
-    }
-
-    /// The value of a field selector path on this object.
-    pub fn field(&self, resource: &ResourceType, path: &str) -> String {
-        match path {
-            "metadata.name" => self.name().to_string(),
-            "metadata.namespace" => self.namespace().to_string(),
-            _ => resource
-                .field_selectors
-                .iter()
-                .position(|p| *p == path)
-                .and_then(|i| self.selectable(resource).fields.get(i).cloned())
-                .unwrap_or_default(),
-        }
+    fn with_json(resource: &ResourceType, key: String, revision: Revision, json: Bytes) -> Self {
+        Self { key: key.into(), namespaced: resource.namespaced, revision, json, selectable: OnceLock::new() }
     }
 
     /// `metadata.name`: the key's last segment.
@@ -162,7 +138,7 @@ pub struct ResourceCache {
     pub resource: &'static ResourceType,
     /// What selectors read of an object (labels, the kind's field selectors): all the cache
     /// ever decodes of a stored object, whose bytes it serves as they are.
-    selectable: Arc<Shape>,
+    selectable: Shape,
     state: RwLock<ResourceState>,
     /// Bumped (to the change's revision) whenever a change lands, to wake this resource's watchers.
     changed: watch::Sender<Revision>,
@@ -187,7 +163,7 @@ impl ResourceCache {
         selectable.extend(resource.field_selectors);
         Self {
             resource,
-            selectable: Arc::new(Shape::of(&selectable)),
+            selectable: Shape::of(&selectable),
             state: RwLock::new(ResourceState { objects: BTreeMap::new(), log: VecDeque::new(), floor: 0 }),
             changed: watch::channel(0).0,
         }
@@ -200,12 +176,38 @@ impl ResourceCache {
         // names a resourceVersion anywhere (an Event's involvedObject may) takes the long way.
         if memchr::memmem::find(value, b"\"resourceVersion\"").is_none() {
             if let Some(json) = served::with_resource_version(value, revision) {
-                return Ok(CachedObject::with_json(resource, self.selectable.clone(), key.to_owned(), revision, json));
+                return Ok(CachedObject::with_json(resource, key.to_owned(), revision, json));
             }
         }
         let mut object: Value = serde_json::from_slice(value)?;
         meta::metadata_mut(&mut object).insert("resourceVersion".into(), Value::String(revision.to_string()));
-        Ok(CachedObject::from_value(resource, self.selectable.clone(), key.to_owned(), &object, revision))
+        Ok(CachedObject::from_value(resource, key.to_owned(), &object, revision))
+    }
+
+    /// What selectors read of one of this resource's objects, decoded on first use.
+    fn selectable<'o>(&self, object: &'o CachedObject) -> &'o Selectable {
+        // The bytes were decoded (or written) by this server, so they are valid JSON.
+        object.selectable.get_or_init(|| self.selectable.decode(&object.json).map(|value| Selectable::of(self.resource, &value)).unwrap_or_default())
+    }
+
+    /// The object's `metadata.labels`.
+    pub fn labels<'o>(&self, object: &'o CachedObject) -> &'o Map<String, Value> {
+        &self.selectable(object).labels
+    }
+
+    /// The value of a field selector path on the object.
+    pub fn field(&self, object: &CachedObject, path: &str) -> String {
+        match path {
+            "metadata.name" => object.name().to_string(),
+            "metadata.namespace" => object.namespace().to_string(),
+            _ => self
+                .resource
+                .field_selectors
+                .iter()
+                .position(|p| *p == path)
+                .and_then(|i| self.selectable(object).fields.get(i).cloned())
+                .unwrap_or_default(),
+        }
     }
 
     /// Objects under `prefix` (a resource or namespace key prefix), in key order, starting after
@@ -445,8 +447,8 @@ mod tests {
         let served: Value = serde_json::from_slice(&object.json).expect("served JSON");
         assert_eq!(served["metadata"]["resourceVersion"], "7");
         assert!(object.selectable.get().is_none());
-        assert_eq!(object.labels(pods)["app"], "web");
-        assert_eq!((object.field(pods, "spec.nodeName"), object.field(pods, "metadata.namespace")), ("n1".to_owned(), "default".to_owned()));
+        assert_eq!(cache.labels(&object)["app"], "web");
+        assert_eq!((cache.field(&object, "spec.nodeName"), cache.field(&object, "metadata.namespace")), ("n1".to_owned(), "default".to_owned()));
     }
 
     #[test]
@@ -457,6 +459,6 @@ mod tests {
         let object = cache.decode("/registry/events/default/e", stored, 9).expect("valid JSON");
         let served: Value = serde_json::from_slice(&object.json).expect("served JSON");
         assert_eq!((served["metadata"]["resourceVersion"].as_str(), served["involvedObject"]["resourceVersion"].as_str()), (Some("9"), Some("3")));
-        assert_eq!(object.field(events, "involvedObject.name"), "web");
+        assert_eq!(cache.field(&object, "involvedObject.name"), "web");
     }
 }

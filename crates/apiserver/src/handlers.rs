@@ -11,7 +11,7 @@ use tugboat_api::selector::{FieldSelector, LabelSelector};
 use tugboat_api::{meta, schema, ResourceType};
 use tugboat_store::ListOptions;
 
-use crate::cache::CachedObject;
+use crate::cache::{CachedObject, ResourceCache};
 use crate::error::{ApiError, ApiResult, Target};
 use crate::objects::{DeleteOptions, Deleted, Part, WriteOptions};
 use crate::request::{Query, ResourcePath};
@@ -24,26 +24,28 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Label and field selectors of a list or watch.
 #[derive(Clone)]
 pub struct Filter {
-    pub resource: &'static ResourceType,
+    /// The resource's cache, which decodes what selectors read of its objects.
+    cache: Arc<ResourceCache>,
     pub labels: LabelSelector,
     pub fields: FieldSelector,
 }
 
 impl Filter {
-    pub fn parse(resource: &'static ResourceType, query: &Query) -> ApiResult<Self> {
+    pub fn parse(cache: &Arc<ResourceCache>, query: &Query) -> ApiResult<Self> {
+        let resource = cache.resource;
         let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?;
         let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), |field| {
             field == "metadata.name" || field == "metadata.namespace" || resource.field_selectors.contains(&field)
         })
         .map_err(|e| ApiError::bad_request(e.0))?;
-        Ok(Self { resource, labels, fields })
+        Ok(Self { cache: cache.clone(), labels, fields })
     }
 
     pub fn matches(&self, object: &CachedObject) -> bool {
         // Without selectors nothing is decoded: the cache decodes what selectors read lazily.
-        (self.labels.is_empty() || self.labels.matches(Some(object.labels(self.resource))))
-            && (self.fields.is_empty() || self.fields.matches(|field| object.field(self.resource, field)))
+        (self.labels.is_empty() || self.labels.matches(Some(self.cache.labels(object))))
+            && (self.fields.is_empty() || self.fields.matches(|field| self.cache.field(object, field)))
     }
 }
 
@@ -151,7 +153,7 @@ impl ApiServer {
 
     async fn list(&self, path: &ResourcePath, query: &Query, format: Format) -> ApiResult<Response> {
         let resource = path.resource;
-        let filter = Filter::parse(resource, query)?;
+        let filter = Filter::parse(self.objects.cache.resource(resource), query)?;
         let limit = query.integer("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let prefix = keys::list_prefix(resource, path.namespace.as_deref());
         if let Some(token) = query.get("continue") {
@@ -230,7 +232,7 @@ impl ApiServer {
 
     async fn delete_collection(&self, path: &ResourcePath, query: &Query, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
         let resource = path.resource;
-        let filter = Filter::parse(resource, query)?;
+        let filter = Filter::parse(self.objects.cache.resource(resource), query)?;
         let options = delete_options(headers, query, body)?;
         let prefix = keys::list_prefix(resource, path.namespace.as_deref());
         self.objects.cache.sync().await?;

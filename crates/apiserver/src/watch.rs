@@ -95,7 +95,7 @@ fn error_frame(error: &ApiError) -> Bytes {
 /// Serves `?watch=true` on a collection.
 pub async fn serve(server: &ApiServer, path: &ResourcePath, query: &Query, format: Format) -> ApiResult<Response> {
     let resource = path.resource;
-    let filter = Filter::parse(resource, query)?;
+    let filter = Filter::parse(server.objects.cache.resource(resource), query)?;
     let prefix = keys::list_prefix(resource, path.namespace.as_deref());
     let bookmarks = query.flag("allowWatchBookmarks");
     let timeout = query.integer("timeoutSeconds")?.filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64)).unwrap_or(DEFAULT_TIMEOUT);
