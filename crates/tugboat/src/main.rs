@@ -65,7 +65,12 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = match cli.command {
+        // A fleet of simulated nodes shares the machine with the cluster it loads: one thread
+        // does its work without waking a second one for every response.
+        Command::Sim(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+    };
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),

@@ -370,7 +370,9 @@ async fn measure(args: &Args, nodes: usize, fill: bool) -> anyhow::Result<Vec<St
     Ok(lines)
 }
 
-#[tokio::main]
+// One thread: the load generator shares the 2 cores with what it measures, and a second worker
+// would mostly be woken for single responses.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.tugboat.exists(), "{} not found; build it with `cargo build --release --bin tugboat`", args.tugboat.display());
