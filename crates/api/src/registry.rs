@@ -6,6 +6,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 use std::any::TypeId;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use crate::tables::{self, TableSpec};
@@ -236,11 +237,25 @@ fn declarations() -> Vec<ResourceType> {
 /// All served kinds, indexed for the lookups the API server makes on every request.
 pub struct Registry {
     types: Vec<ResourceType>,
+    /// Index into `types` by (group, version, plural): every request looks its resource up.
+    by_path: HashMap<(&'static str, &'static str, &'static str), usize>,
+    group_versions: Vec<(&'static str, &'static str)>,
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry { types: declarations() });
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry::of(declarations()));
 
 impl Registry {
+    fn of(types: Vec<ResourceType>) -> Self {
+        let by_path = types.iter().enumerate().map(|(index, t)| ((t.group, t.version, t.plural), index)).collect();
+        let mut group_versions = Vec::new();
+        for t in &types {
+            if !group_versions.contains(&(t.group, t.version)) {
+                group_versions.push((t.group, t.version));
+            }
+        }
+        Self { types, by_path, group_versions }
+    }
+
     pub fn get() -> &'static Registry {
         &REGISTRY
     }
@@ -251,7 +266,7 @@ impl Registry {
 
     /// The resource served at `/apis/<group>/<version>/<plural>` (`group` empty for `/api/v1`).
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
-        self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural)
+        self.by_path.get(&(group, version, plural)).map(|&index| &self.types[index])
     }
 
     /// The resource for a kind in an `apiVersion` (`apps/v1`, `v1`).
@@ -260,14 +275,13 @@ impl Registry {
     }
 
     /// Group-versions served, core first, in declaration order.
-    pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
-        let mut seen = Vec::new();
-        for t in &self.types {
-            if !seen.contains(&(t.group, t.version)) {
-                seen.push((t.group, t.version));
-            }
-        }
-        seen
+    pub fn group_versions(&self) -> &[(&'static str, &'static str)] {
+        &self.group_versions
+    }
+
+    /// Whether `/apis/<group>/<version>` (`/api/v1` for the core group) is served.
+    pub fn serves(&self, group: &str, version: &str) -> bool {
+        self.group_versions.iter().any(|&(g, v)| g == group && v == version)
     }
 }
 

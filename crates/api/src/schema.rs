@@ -268,7 +268,7 @@ pub fn patch_meta(resource: &ResourceType) -> Option<SchemaNode> {
 /// so clients cache it.
 pub fn openapi_v3_index() -> Value {
     let mut paths = Map::new();
-    for (group, version) in Registry::get().group_versions() {
+    for &(group, version) in Registry::get().group_versions() {
         let path = group_version_path(group, version);
         let hash = openapi_v3_document(group, version).map(|d| d.hash.as_str()).unwrap_or_default();
         paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}));
@@ -294,8 +294,8 @@ pub struct OpenApiDocument {
 static DOCUMENTS: LazyLock<Vec<((&'static str, &'static str), OpenApiDocument)>> = LazyLock::new(|| {
     Registry::get()
         .group_versions()
-        .into_iter()
-        .map(|(group, version)| {
+        .iter()
+        .map(|&(group, version)| {
             let json = serde_json::to_vec(&build_document(group, version)).unwrap_or_default();
             let hash = format!("{:016X}", fnv1a(&json));
             ((group, version), OpenApiDocument { json, hash })

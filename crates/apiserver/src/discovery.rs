@@ -17,7 +17,7 @@ pub fn api_versions(server_address: &str) -> Value {
 fn group(name: &str) -> Value {
     let versions: Vec<Value> = Registry::get()
         .group_versions()
-        .into_iter()
+        .iter()
         .filter(|(g, _)| *g == name)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
         .collect();
@@ -26,7 +26,7 @@ fn group(name: &str) -> Value {
 
 pub fn api_group_list() -> Value {
     let mut names: Vec<&str> = Vec::new();
-    for (g, _) in Registry::get().group_versions() {
+    for &(g, _) in Registry::get().group_versions() {
         if !g.is_empty() && !names.contains(&g) {
             names.push(g);
         }

@@ -521,10 +521,11 @@ fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: 
     let mut next = match part {
         Part::Main if resource.subresources.status => with_status_of(desired, current),
         Part::Main => desired,
-        Part::Status => with_status_of(current.clone(), &desired),
+        Part::Status => status_into(desired, current),
         Part::MainAndStatus => desired,
     };
-    let current_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let no_metadata = Map::new();
+    let current_meta = current.get("metadata").and_then(Value::as_object).unwrap_or(&no_metadata);
     let metadata = meta::metadata_mut(&mut next);
     for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
         match current_meta.get(field) {
@@ -551,6 +552,19 @@ fn with_status_of(mut object: Value, source: &Value) -> Value {
         };
     }
     object
+}
+
+/// `current` with `.status` taken from `desired`, built from `desired`: its status moves rather
+/// than being copied twice (status writes are the most frequent writes, and statuses large).
+fn status_into(mut desired: Value, current: &Value) -> Value {
+    if let (Value::Object(fields), Value::Object(current_fields)) = (&mut desired, current) {
+        fields.retain(|field, _| field == "status");
+        for (field, value) in current_fields.iter().filter(|(field, _)| *field != "status") {
+            fields.insert(field.clone(), value.clone());
+        }
+        return desired;
+    }
+    with_status_of(current.clone(), &desired)
 }
 
 /// Whether two objects agree on everything but metadata and status: what `metadata.generation`
@@ -651,6 +665,10 @@ mod tests {
         assert_eq!(next["spec"]["replicas"], 1);
         assert_eq!(next["metadata"]["generation"], 1);
         assert!(next["metadata"].get("labels").is_none());
+        let without_status = json!({"metadata":{"name":"a"},"spec":{"replicas":3}});
+        let next = merge_update(deployments, &current, without_status, Part::Status);
+        assert!(next.get("status").is_none());
+        assert_eq!(next["spec"]["replicas"], 1);
     }
 
     #[test]

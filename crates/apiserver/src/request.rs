@@ -32,7 +32,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
         _ => return None,
     };
     let registry = Registry::get();
-    if !registry.group_versions().contains(&(group, version)) {
+    if !registry.serves(group, version) {
         return None;
     }
     let lookup = |plural: &str| registry.lookup(group, version, plural);

@@ -120,7 +120,16 @@ impl Client {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<(&str, Bytes)>) -> Result<Response<ResponseBody>, ClientError> {
-        let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base)).header(header::ACCEPT, "application/json");
+        let uri = match &self.transport {
+            // The server's default field validation (Warn) walks every written object for
+            // unknown fields to report in Warning headers, which this client never reads.
+            Transport::InProcess(_) if matches!(method, Method::POST | Method::PUT | Method::PATCH) && !path.contains("fieldValidation=") => {
+                let separator = if path.contains('?') { '&' } else { '?' };
+                format!("{path}{separator}fieldValidation=Ignore")
+            }
+            _ => format!("{}{path}", self.base),
+        };
+        let mut request = Request::builder().method(method).uri(uri).header(header::ACCEPT, "application/json");
         let body = match body {
             Some((content_type, bytes)) => {
                 request = request.header(header::CONTENT_TYPE, content_type);
@@ -399,5 +408,40 @@ pub mod leader {
             let _ = stop.send(());
             let _ = running.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// An in-process client whose server answers `{}` and records each request's method and URI.
+    fn recording_client() -> (Client, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let client = Client::in_process(move |request: Request<Bytes>| {
+            record.lock().unwrap().push(format!("{} {}", request.method(), request.uri()));
+            async { Response::new(Full::new(Bytes::from_static(b"{}"))) }
+        });
+        (client, seen)
+    }
+
+    #[tokio::test]
+    async fn in_process_writes_ask_for_no_field_warnings_and_reads_are_untouched() {
+        let (client, seen) = recording_client();
+        client.get("/api/v1/namespaces/a/pods/p").await.unwrap();
+        client.create("/api/v1/namespaces/a/events", &serde_json::json!({})).await.unwrap();
+        client.merge_patch("/api/v1/namespaces/a/pods/p/status?dryRun=All", &serde_json::json!({})).await.unwrap();
+        client.merge_patch("/api/v1/nodes/n?fieldValidation=Strict", &serde_json::json!({})).await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "GET /api/v1/namespaces/a/pods/p",
+                "POST /api/v1/namespaces/a/events?fieldValidation=Ignore",
+                "PATCH /api/v1/namespaces/a/pods/p/status?dryRun=All&fieldValidation=Ignore",
+                "PATCH /api/v1/nodes/n?fieldValidation=Strict",
+            ]
+        );
     }
 }
