@@ -200,6 +200,13 @@ impl Watcher {
         }
         self.lock().running
     }
+
+    /// Waits for `count` pods to be Running, and says so: the next phase starts from here.
+    async fn settle(&self, count: usize, timeout: Duration) {
+        let started = Instant::now();
+        let running = self.running(count, timeout).await;
+        println!("  {running} pods Running, {:.1} s later", started.elapsed().as_secs_f64());
+    }
 }
 
 struct Summary {
@@ -339,15 +346,15 @@ async fn measure(args: &Args, nodes: usize, fill: bool) -> anyhow::Result<Vec<St
     let paced = scheduling_run(&cluster, args, "paced", args.paced_pods, Some(args.paced_rate), false).await?;
     report(paced.line(&format!("{nodes} nodes, paced at {}/s", args.paced_rate)));
     pods += args.paced_pods;
-    cluster.watcher.running(pods, timeout).await;
+    cluster.watcher.settle(pods, timeout).await;
     let plain = scheduling_run(&cluster, args, "plain", args.pods, None, false).await?;
     report(plain.line(&format!("{nodes} nodes, burst of {} plain pods", args.pods)));
     pods += args.pods;
-    cluster.watcher.running(pods, timeout).await;
+    cluster.watcher.settle(pods, timeout).await;
     let constrained = scheduling_run(&cluster, args, "constrained", args.pods, None, true).await?;
     report(constrained.line(&format!("{nodes} nodes, burst, anti-affinity + spread")));
     pods += args.pods;
-    cluster.watcher.running(pods, timeout).await;
+    cluster.watcher.settle(pods, timeout).await;
     let (took, available) = deployment_run(&cluster, args, args.replicas).await?;
     report(format!("{nodes} nodes, Deployment of {} replicas: {available} available after {:.1} s", args.replicas, took.as_secs_f64()));
     pods += args.replicas;
