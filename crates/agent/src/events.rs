@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tugboat_client::events::{event_name, seconds, InvolvedObject, NewEvent};
 
 /// Remembered events beyond this many are forgotten (their repeats become new events).
 const REMEMBERED_EVENTS: usize = 4096;
@@ -20,7 +21,7 @@ pub enum EventType {
 struct Seen {
     name: String,
     count: u64,
-    first: String,
+    first: jiff::Timestamp,
 }
 
 pub struct Recorder {
@@ -39,42 +40,47 @@ impl Recorder {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let now = jiff::Timestamp::now().to_string();
-        let key = format!("{uid}/{}/{reason}/{message}", field_path.as_deref().unwrap_or_default());
+        let field_path = field_path.unwrap_or_default();
+        let now = jiff::Timestamp::now();
+        let key = format!("{uid}/{field_path}/{reason}/{message}");
         // (event name, count, first timestamp) of this event, counting this occurrence.
         let (event_name, count, first) = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             if seen.len() >= REMEMBERED_EVENTS {
                 seen.clear();
             }
-            let entry = seen.entry(key).or_insert_with(|| Seen { name: format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond()), count: 0, first: now.clone() });
+            let entry = seen.entry(key).or_insert_with(|| Seen { name: event_name(&name), count: 0, first: now });
             entry.count += 1;
-            (entry.name.clone(), entry.count, entry.first.clone())
+            (entry.name.clone(), entry.count, entry.first)
         };
         let api = self.api.clone();
         let kind = if kind == EventType::Normal { "Normal" } else { "Warning" };
-        let collection = format!("/api/v1/namespaces/{namespace}/events");
         if count > 1 {
-            let path = format!("{collection}/{event_name}");
+            let path = format!("/api/v1/namespaces/{namespace}/events/{event_name}");
             tokio::spawn(async move {
-                let patch = json!({"count": count, "lastTimestamp": now, "firstTimestamp": first});
+                let patch = json!({"count": count, "lastTimestamp": seconds(now), "firstTimestamp": seconds(first)});
                 if let Err(error) = api.merge_patch(&path, &patch).await {
                     tracing::debug!(%error, "cannot update an event");
                 }
             });
             return;
         }
-        let event = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": event_name, "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace, "uid": uid, "fieldPath": field_path},
-            "reason": reason, "message": message, "type": kind, "count": 1,
-            "firstTimestamp": now, "lastTimestamp": now,
-            "source": {"component": "kubelet", "host": self.node_name},
-            "reportingComponent": "kubelet", "reportingInstance": self.node_name,
-        });
+        let (reason, node_name) = (reason.to_owned(), self.node_name.clone());
         tokio::spawn(async move {
-            if let Err(error) = api.create(&collection, &event).await {
+            let event = NewEvent {
+                name: &event_name,
+                namespace: &namespace,
+                about: InvolvedObject { api_version: "v1", kind: "Pod", name: &name, namespace: &namespace, uid: &uid, resource_version: "", field_path: &field_path },
+                kind,
+                reason: &reason,
+                message: &message,
+                component: "kubelet",
+                host: Some(&node_name),
+                first: now,
+                last: now,
+                count: 1,
+            };
+            if let Err(error) = api.client().create_event(&event).await {
                 tracing::debug!(%error, "cannot record an event");
             }
         });

@@ -23,6 +23,8 @@ use tugboat_pki::Kubeconfig;
 
 pub use tugboat_api::Shape;
 
+pub mod events;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -180,6 +182,12 @@ impl Client {
     pub async fn create_as<T: serde::de::DeserializeOwned>(&self, collection: &str, object: &Value) -> Result<T, ClientError> {
         let body = Bytes::from(serde_json::to_vec(object)?);
         Ok(serde_json::from_slice(&self.request(Method::POST, collection, Some(("application/json", body))).await?)?)
+    }
+
+    /// Creates an Event (see [`events`]).
+    pub async fn create_event(&self, event: &events::NewEvent<'_>) -> Result<(), ClientError> {
+        let collection = format!("/api/v1/namespaces/{}/events", event.namespace);
+        self.request(Method::POST, &collection, Some(("application/json", Bytes::from(event.to_json())))).await.map(drop)
     }
 
     /// A JSON merge patch (RFC 7386) of the object or subresource at `path`.

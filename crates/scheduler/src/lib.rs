@@ -37,6 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tugboat_client::events::{event_name, InvolvedObject, NewEvent};
 use tugboat_client::Client;
 
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -310,15 +311,21 @@ impl Scheduler {
 
     async fn event_on(&self, pod: &PodRef<'_>, kind: &str, reason: &str, message: &str) {
         let PodRef { namespace, name, uid } = *pod;
-        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let event = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond()), "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace, "uid": uid},
-            "reason": reason, "message": message, "type": kind, "count": 1, "firstTimestamp": now, "lastTimestamp": now,
-            "source": {"component": DEFAULT_SCHEDULER}, "reportingComponent": DEFAULT_SCHEDULER,
-        });
-        if let Err(error) = self.client.create_as::<serde::de::IgnoredAny>(&format!("/api/v1/namespaces/{namespace}/events"), &event).await {
+        let now = jiff::Timestamp::now();
+        let event = NewEvent {
+            name: &event_name(name),
+            namespace,
+            about: InvolvedObject { api_version: "v1", kind: "Pod", name, namespace, uid, ..Default::default() },
+            kind,
+            reason,
+            message,
+            component: DEFAULT_SCHEDULER,
+            host: None,
+            first: now,
+            last: now,
+            count: 1,
+        };
+        if let Err(error) = self.client.create_event(&event).await {
             tracing::debug!(%error, "cannot record an event");
         }
     }

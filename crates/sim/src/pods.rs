@@ -175,7 +175,7 @@ pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize
             }
             return;
         }
-        if let Some(ip) = text(&pod, "/status/podIP").parse::<Ipv4Addr>().ok() {
+        if let Ok(ip) = text(&pod, "/status/podIP").parse::<Ipv4Addr>() {
             state.addresses.entry(node.clone()).or_default().keep(&uid, ip, &sim_node.pod_network);
         }
         let Some(action) = decide(&pod, &state.nodes) else { return };
