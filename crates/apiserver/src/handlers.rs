@@ -312,27 +312,26 @@ impl ApiServer {
         // One write sets the node and PodScheduled=True, as Kubernetes' binding storage does:
         // every pod is bound once, so a second write here would be a fifth of a burst's writes.
         self.objects
-            .update(pods, namespace, name, Part::MainAndStatus, false, write_options(query)?, |current| {
+            .update_in_storage(pods, namespace, name, write_options(query)?, |pod| {
                 let target = Target { resource: pods, name };
-                if !expected_uid.is_empty() && meta::str_at(current, "/metadata/uid") != expected_uid {
+                if !expected_uid.is_empty() && meta::str_at(pod, "/metadata/uid") != expected_uid {
                     return Err(ApiError::conflict(&target, "the UID in the binding does not match the pod"));
                 }
-                let assigned = meta::str_at(current, "/spec/nodeName");
+                let assigned = meta::str_at(pod, "/spec/nodeName");
                 if !assigned.is_empty() {
                     return Err(ApiError::conflict(&target, &format!("pod {name} is already assigned to node {assigned:?}")));
                 }
-                if !meta::str_at(current, "/metadata/deletionTimestamp").is_empty() {
+                if !meta::str_at(pod, "/metadata/deletionTimestamp").is_empty() {
                     return Err(ApiError::conflict(&target, &format!("pod {name} is being deleted, cannot be assigned to a host")));
                 }
-                let mut next = current.clone();
-                meta::object_field_mut(&mut next, "spec").insert("nodeName".into(), node.clone().into());
-                let status = meta::object_field_mut(&mut next, "status");
+                meta::object_field_mut(pod, "spec").insert("nodeName".into(), node.clone().into());
+                let status = meta::object_field_mut(pod, "status");
                 let conditions = status.entry("conditions").or_insert_with(|| json!([]));
                 if let Value::Array(conditions) = conditions {
                     conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
                     conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::objects::now_rfc3339()}));
                 }
-                Ok(next)
+                Ok(())
             })
             .await?;
         Ok(respond::json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))

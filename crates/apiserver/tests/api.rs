@@ -156,6 +156,38 @@ async fn optimistic_concurrency_status_and_generation() {
 }
 
 #[tokio::test]
+async fn a_binding_assigns_a_pod_once() {
+    let h = start().await;
+    let c = &h.client;
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let created = c.create(PODS, &pod).await.unwrap();
+    let binding = |node: &str, uid: &str| json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", "uid": uid}, "target": {"kind": "Node", "name": node}});
+
+    let (code, _, message) = failure(c.create(&format!("{PODS}/p/binding"), &binding("n1", "not-the-pods-uid")).await);
+    assert_eq!(code, StatusCode::CONFLICT, "{message}");
+    let dry_run = c.create(&format!("{PODS}/p/binding?dryRun=All"), &binding("n1", "")).await.unwrap();
+    assert_eq!(dry_run["status"], "Success");
+    assert_eq!(c.get(&format!("{PODS}/p")).await.unwrap()["spec"]["nodeName"], Value::Null, "a dry run stores nothing");
+
+    let uid = created["metadata"]["uid"].as_str().unwrap();
+    let answer = c.create(&format!("{PODS}/p/binding"), &binding("n1", uid)).await.unwrap();
+    assert_eq!((answer["kind"].as_str(), answer["code"].as_i64()), (Some("Status"), Some(201)));
+    let bound = c.get(&format!("{PODS}/p")).await.unwrap();
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    let scheduled: Vec<&Value> = bound["status"]["conditions"].as_array().unwrap().iter().filter(|c| c["type"] == "PodScheduled").collect();
+    assert_eq!((scheduled.len(), &scheduled[0]["status"]), (1, &json!("True")));
+    assert_eq!(bound["metadata"]["generation"], created["metadata"]["generation"], "binding is not a spec change");
+    assert_ne!(bound["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+
+    let (code, _, message) = failure(c.create(&format!("{PODS}/p/binding"), &binding("n2", "")).await);
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(message.contains("already assigned to node \"n1\""), "{message}");
+    let (code, _, _) = failure(c.create(&format!("{PODS}/missing/binding"), &binding("n1", "")).await);
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn selectors_pagination_and_deletecollection() {
     let h = start().await;
     let c = &h.client;
