@@ -138,7 +138,10 @@ impl ApiServer {
             (&Method::POST, Some(name), Some("binding")) if resource.group.is_empty() && resource.kind == "Pod" => {
                 self.bind(resource, &namespace, name, headers, &body, &query).await
             }
-            (_, Some(_), Some(sub)) if !matches!(sub, "status" | "scale" | "binding") => Err(ApiError::path_not_found()),
+            (&Method::PUT, Some(name), Some("finalize")) if resource.group.is_empty() && resource.kind == "Namespace" => {
+                self.finalize(resource, name, headers, &body, &query, format).await
+            }
+            (_, Some(_), Some(sub)) if !matches!(sub, "status" | "scale" | "binding" | "finalize") => Err(ApiError::path_not_found()),
             _ => Err(ApiError::method_not_allowed(&method)),
         }
     }
@@ -296,6 +299,30 @@ impl ApiServer {
             })
             .await?;
         Ok(respond::json_response(StatusCode::OK, &scale_of(resource, &updated.object)))
+    }
+
+    /// `namespaces/{name}/finalize`: sets the namespace's `spec.finalizers` and nothing else, as
+    /// the namespace controller does once it has emptied a terminating namespace (taking its
+    /// `kubernetes` finalizer off lets the namespace go).
+    async fn finalize(&self, namespaces: &'static ResourceType, name: &str, headers: &HeaderMap, body: &Bytes, query: &Query, format: Format) -> ApiResult<Response> {
+        let incoming = decode_body(headers, body)?;
+        let finalizers = incoming.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+        if !finalizers.as_array().is_some_and(|f| f.iter().all(Value::is_string)) {
+            return Err(ApiError::bad_request("spec.finalizers must be a list of strings"));
+        }
+        let pinned = !meta::str_at(&incoming, "/metadata/resourceVersion").is_empty();
+        let updated = self
+            .objects
+            .update(namespaces, "", name, Part::Main, pinned, write_options(query)?, |current| {
+                let mut next = current.clone();
+                meta::object_field_mut(&mut next, "spec").insert("finalizers".into(), finalizers.clone());
+                if pinned {
+                    meta::metadata_mut(&mut next).insert("resourceVersion".into(), meta::str_at(&incoming, "/metadata/resourceVersion").into());
+                }
+                Ok(next)
+            })
+            .await?;
+        Ok(respond::object_json(StatusCode::OK, namespaces, updated.json(), format))
     }
 
     async fn bind(&self, pods: &'static ResourceType, namespace: &str, name: &str, headers: &HeaderMap, body: &Bytes, query: &Query) -> ApiResult<Response> {

@@ -57,14 +57,12 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Loads the watch cache, creates the system namespaces, and starts the server's own
-    /// background work (namespace finalization, compaction).
+    /// background work (compaction).
     pub async fn start(store: Arc<dyn Store>, config: ApiConfig) -> Result<Arc<Self>, StartError> {
         let cache = cache::Cache::start(store.clone()).await?;
-        let (terminating_tx, terminating_rx) = tokio::sync::mpsc::unbounded_channel();
         let allocator = allocator::Allocator::new(config.service_cidr, config.cluster_cidr, config.node_cidr_mask_size);
-        let server = Arc::new(Self { objects: objects::Objects::new(store, cache, allocator, terminating_tx), config });
+        let server = Arc::new(Self { objects: objects::Objects::new(store, cache, allocator), config });
         namespaces::bootstrap(&server).await.map_err(|e| StartError::Bootstrap(e.message))?;
-        tokio::spawn(namespaces::run_finalizer(server.clone(), terminating_rx));
         tokio::spawn(compact_periodically(server.clone()));
         Ok(server)
     }

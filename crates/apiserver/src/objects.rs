@@ -84,18 +84,11 @@ pub struct Objects {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
     allocator: Allocator,
-    /// Told the name of every namespace that starts terminating.
-    namespace_terminating: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 impl Objects {
-    pub fn new(
-        store: Arc<dyn Store>,
-        cache: Arc<Cache>,
-        allocator: Allocator,
-        namespace_terminating: tokio::sync::mpsc::UnboundedSender<String>,
-    ) -> Self {
-        Self { store, cache, allocator, namespace_terminating }
+    pub fn new(store: Arc<dyn Store>, cache: Arc<Cache>, allocator: Allocator) -> Self {
+        Self { store, cache, allocator }
     }
 
     /// Reads one object, consistently: the watch cache is first brought up to the store's
@@ -382,10 +375,6 @@ impl Objects {
             match self.store.update(&key, encode(&marked), revision).await {
                 Ok(new_revision) => {
                     set_resource_version(&mut marked, new_revision);
-                    if resource.kind == "Namespace" && resource.group.is_empty() {
-                        // The receiver lives as long as the server; a send can only fail at shutdown.
-                        let _ = self.namespace_terminating.send(name.to_owned());
-                    }
                     return Ok(Deleted::Pending(marked));
                 }
                 Err(StoreError::Conflict { .. }) => continue,

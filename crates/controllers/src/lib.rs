@@ -2,13 +2,14 @@
 //! owner keys; workers reconcile one owner at a time, level-based, through the API.
 //!
 //! So far: the ReplicaSet and ReplicationController controllers (one implementation, two kinds),
-//! the Deployment controller, the garbage collector, the ServiceAccount controller, and the node
-//! lifecycle controller with taint-based eviction and the pod GC of deleted nodes.
+//! the Deployment controller, the garbage collector, the namespace and ServiceAccount controllers,
+//! and the node lifecycle controller with taint-based eviction and the pod GC of deleted nodes.
 
 pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod namespaces;
 pub mod node_lifecycle;
 pub mod pods;
 pub mod replica;
@@ -105,11 +106,14 @@ pub async fn run_all(client: Client, options: ControllerOptions, shutdown: impl 
     let wait = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|s| *s).await;
     };
-    let all = futures::future::join5(
-        run_replicas(&informers, options.workers, wait(stopped.clone())),
-        deployment::run(&informers, wait(stopped.clone())),
-        garbage_collector::run(&informers, wait(stopped.clone())),
-        service_accounts::run(&informers, wait(stopped.clone())),
+    let all = futures::future::join(
+        futures::future::join5(
+            run_replicas(&informers, options.workers, wait(stopped.clone())),
+            deployment::run(&informers, wait(stopped.clone())),
+            garbage_collector::run(&informers, wait(stopped.clone())),
+            service_accounts::run(&informers, wait(stopped.clone())),
+            namespaces::run(&informers, wait(stopped.clone())),
+        ),
         node_lifecycle::run(client, &informers, options.node_monitor_grace_period, options.node_eviction_rate, wait(stopped)),
     );
     tokio::pin!(all);

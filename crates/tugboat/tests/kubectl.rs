@@ -117,9 +117,26 @@ fn apply_diff_and_reapply(server: &Server) {
     let no_diff = server.kubectl_with_stdin(&["diff", "-f", "-"], Some(&v2));
     assert_eq!(no_diff.status.code(), Some(0), "no differences after apply: {}", String::from_utf8_lossy(&no_diff.stdout));
 
-    let out = server.kubectl_with_stdin(&["delete", "-f", "-"], Some(&v2));
+    let out = server.kubectl_with_stdin(&["delete", "-f", "-", "--wait=false"], Some(&v2));
     assert!(out.status.success(), "delete -f failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_until(Duration::from_secs(20), || !server.kubectl(&["get", "ns", "shop"]).status.success()), "namespace shop must go away");
+    // A bare control plane has no namespace controller to let the namespace go (see
+    // `a_deleted_namespace_is_emptied_then_goes`); the manifest's objects went one by one.
+    assert_eq!(server.kubectl_ok(&["get", "ns", "shop", "-o", "jsonpath={.status.phase}"]), "Terminating");
+    assert_eq!(server.kubectl_ok(&["get", "deployments,configmaps", "-n", "shop", "-o", "name"]), "");
+}
+
+/// `kubectl delete namespace` waits until the namespace controller has emptied it and it is gone.
+#[test]
+fn a_deleted_namespace_is_emptied_then_goes() {
+    let server = Server::start_control_plane(std::path::Path::new(TUGBOAT), &[]);
+    server.kubectl_ok(&["create", "namespace", "shop"]);
+    server.kubectl_ok(&["create", "configmap", "settings", "-n", "shop", "--from-literal=color=blue"]);
+    server.kubectl_ok(&["create", "deployment", "web", "-n", "shop", "--image=busybox", "--replicas=2"]);
+    assert!(wait_until(Duration::from_secs(10), || server.kubectl_ok(&["get", "pods", "-n", "shop", "-o", "name"]).lines().count() == 2), "the deployment's pods exist");
+    // kubectl waits for the namespace to be gone (its default --wait=true) and fails if it is not.
+    server.kubectl_ok(&["delete", "namespace", "shop", "--timeout=30s"]);
+    assert!(!server.kubectl(&["get", "ns", "shop"]).status.success());
+    assert_eq!(server.kubectl_ok(&["get", "deployments,replicasets,pods,configmaps", "-n", "shop", "-o", "name"]), "");
 }
 
 fn everyday_commands(server: &Server) {
