@@ -3,7 +3,7 @@
 //! needs. All three read one set of definitions, built once.
 
 use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use crate::patch_strategies::patch_strategy;
@@ -16,7 +16,10 @@ const REF_PREFIX: &str = "#/components/schemas/";
 /// Kubernetes extensions kubectl reads (`x-kubernetes-group-version-kind`,
 /// `x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`).
 pub struct Definitions {
-    schemas: Map<String, Value>,
+    /// Hashed: the unknown-field walk of every request body resolves a definition name per
+    /// nested object, and the names share long prefixes (`io.k8s.api.core.v1.`) that make an
+    /// ordered map's comparisons slow.
+    schemas: HashMap<String, Value>,
 }
 
 static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(Definitions::build);
@@ -82,7 +85,7 @@ impl Definitions {
             }
         }
         ensure_ref_targets_exist(&schemas);
-        Self { schemas }
+        Self { schemas: schemas.into_iter().collect() }
     }
 
     pub fn schema(&self, definition: &str) -> Option<&Value> {

@@ -87,6 +87,9 @@ struct State {
     first_seen: HashMap<String, Timestamp>,
     /// UIDs of pods this controller has deleted, so a lagging cache does not evict them twice.
     evicted: HashSet<String>,
+    /// Nodes with NoExecute taints now: a pod event looks here, not at its node (every pod
+    /// changes a few times in its life, on nodes that are nearly always untainted).
+    tainted: HashSet<String>,
 }
 
 pub struct TaintEviction {
@@ -117,17 +120,25 @@ impl TaintEviction {
         fn taints(node: Option<&Value>) -> Vec<&Value> {
             node.map(no_execute_taints).unwrap_or_default()
         }
-        if taints(old) != taints(new) {
-            if let Some(name) = new.or(old).and_then(|n| n["metadata"]["name"].as_str()) {
-                self.mark(name);
+        let Some(name) = new.or(old).and_then(|n| n["metadata"]["name"].as_str()) else { return };
+        let now = taints(new);
+        {
+            let mut state = self.lock();
+            if now.is_empty() {
+                state.tainted.remove(name);
+            } else if !state.tainted.contains(name) {
+                state.tainted.insert(name.to_owned());
             }
+        }
+        if taints(old) != now {
+            self.mark(name);
         }
     }
 
     /// A pod appeared or changed: look at its node if that has NoExecute taints.
     pub fn pod_changed(&self, pod: &Value) {
         let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-        if !node.is_empty() && self.nodes.get(node).is_some_and(|n| !no_execute_taints(&n).is_empty()) {
+        if !node.is_empty() && self.lock().tainted.contains(node) {
             self.mark(node);
         }
     }
