@@ -313,13 +313,9 @@ impl ApiServer {
         let pinned = !meta::str_at(&incoming, "/metadata/resourceVersion").is_empty();
         let updated = self
             .objects
-            .update(namespaces, "", name, Part::Main, pinned, write_options(query)?, |current| {
-                let mut next = current.clone();
-                meta::object_field_mut(&mut next, "spec").insert("finalizers".into(), finalizers.clone());
-                if pinned {
-                    meta::metadata_mut(&mut next).insert("resourceVersion".into(), meta::str_at(&incoming, "/metadata/resourceVersion").into());
-                }
-                Ok(next)
+            .update(namespaces, "", name, Part::Finalizers, pinned, write_options(query)?, |_| {
+                let resource_version = meta::str_at(&incoming, "/metadata/resourceVersion");
+                Ok(json!({"metadata": {"resourceVersion": resource_version}, "spec": {"finalizers": finalizers}}))
             })
             .await?;
         Ok(respond::object_json(StatusCode::OK, namespaces, updated.json(), format))

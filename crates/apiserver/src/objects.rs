@@ -26,6 +26,9 @@ const MAX_WRITE_ATTEMPTS: usize = 16;
 pub enum Part {
     Main,
     Status,
+    /// A namespace's `spec.finalizers`: only `namespaces/{name}/finalize` writes them, so a
+    /// plain update cannot let a namespace go before the namespace controller has emptied it.
+    Finalizers,
 }
 
 /// Options of a write request.
@@ -540,7 +543,11 @@ fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: 
         Part::Main if resource.subresources.status => with_status_of(desired, current),
         Part::Main => desired,
         Part::Status => status_into(desired, current),
+        Part::Finalizers => with_finalizers_of(current.clone(), &desired),
     };
+    if part == Part::Main && resource.group.is_empty() && resource.kind == "Namespace" {
+        next = with_finalizers_of(next, current);
+    }
     let no_metadata = Map::new();
     let current_meta = current.get("metadata").and_then(Value::as_object).unwrap_or(&no_metadata);
     let metadata = meta::metadata_mut(&mut next);
@@ -568,6 +575,16 @@ fn with_status_of(mut object: Value, source: &Value) -> Value {
             None => fields.remove("status"),
         };
     }
+    object
+}
+
+/// `object` with `.spec.finalizers` taken from `source` (removed if `source` has none).
+fn with_finalizers_of(mut object: Value, source: &Value) -> Value {
+    let spec = meta::object_field_mut(&mut object, "spec");
+    match source.pointer("/spec/finalizers") {
+        Some(finalizers) => spec.insert("finalizers".into(), finalizers.clone()),
+        None => spec.remove("finalizers"),
+    };
     object
 }
 

@@ -291,6 +291,8 @@ async fn deletion_honours_finalizers_and_namespaces_wait_for_theirs() {
     // go once the controller takes its `kubernetes` finalizer off through `finalize`.
     let terminating = c.get("/api/v1/namespaces/doomed").await.unwrap();
     assert_eq!((&terminating["status"]["phase"], &terminating["spec"]["finalizers"]), (&json!("Terminating"), &json!(["kubernetes"])));
+    let unfinalized = send(c, Method::PATCH, "/api/v1/namespaces/doomed", "application/merge-patch+json", &json!({"spec": {"finalizers": []}})).await.unwrap();
+    assert_eq!(unfinalized["spec"]["finalizers"], json!(["kubernetes"]), "only finalize writes a namespace's finalizers");
     let finalize = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}, "spec": {"finalizers": []}});
     send(c, Method::PUT, "/api/v1/namespaces/doomed/finalize", "application/json", &finalize).await.unwrap();
     assert_eq!(failure(c.get("/api/v1/namespaces/doomed").await).0, StatusCode::NOT_FOUND, "a terminating namespace without finalizers goes");

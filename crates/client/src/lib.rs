@@ -52,7 +52,7 @@ type InProcessServer = dyn Fn(Request<Bytes>) -> BoxFuture<'static, Response<Res
 
 #[derive(Clone)]
 enum Transport {
-    Https(HttpsClient),
+    Https(Box<HttpsClient>),
     InProcess(Arc<InProcessServer>),
 }
 
@@ -95,7 +95,7 @@ impl Client {
             .enable_http2()
             .wrap_connector(tcp);
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { transport: Transport::Https(http), base: config.server.trim_end_matches('/').to_owned() })
+        Ok(Self { transport: Transport::Https(Box::new(http)), base: config.server.trim_end_matches('/').to_owned() })
     }
 
     /// A client of the API server running in this process, which `serve` hands each request
