@@ -310,11 +310,10 @@ impl ApiServer {
         if !finalizers.as_array().is_some_and(|f| f.iter().all(Value::is_string)) {
             return Err(ApiError::bad_request("spec.finalizers must be a list of strings"));
         }
-        let pinned = !meta::str_at(&incoming, "/metadata/resourceVersion").is_empty();
+        let resource_version = meta::str_at(&incoming, "/metadata/resourceVersion");
         let updated = self
             .objects
-            .update(namespaces, "", name, Part::Finalizers, pinned, write_options(query)?, |_| {
-                let resource_version = meta::str_at(&incoming, "/metadata/resourceVersion");
+            .update(namespaces, "", name, Part::Finalizers, !resource_version.is_empty(), write_options(query)?, |_| {
                 Ok(json!({"metadata": {"resourceVersion": resource_version}, "spec": {"finalizers": finalizers}}))
             })
             .await?;

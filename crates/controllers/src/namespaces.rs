@@ -47,8 +47,10 @@ impl Controller {
     /// Empties `name` and lets it go; returns once it is gone or no longer terminating.
     async fn finalize(&self, name: &str) {
         tokio::time::sleep(CLEANUP_DELAY).await;
+        // Found through discovery once per namespace, not on every look.
+        let mut collections = None;
         loop {
-            match self.pass(name).await {
+            match self.pass(name, &mut collections).await {
                 Ok(true) => return,
                 Ok(false) => tokio::time::sleep(RECHECK).await,
                 Err(error) => {
@@ -60,8 +62,9 @@ impl Controller {
     }
 
     /// One look at the namespace: deletes what is in it and, when nothing is left, releases it.
-    /// `Ok(true)` when there is nothing more to do.
-    async fn pass(&self, name: &str) -> Result<bool, ClientError> {
+    /// `Ok(true)` when there is nothing more to do. `collections`: the namespace's collection
+    /// paths, discovered on the first look.
+    async fn pass(&self, name: &str, collections: &mut Option<Vec<String>>) -> Result<bool, ClientError> {
         let namespace = match self.client.get(&format!("/api/v1/namespaces/{name}")).await {
             Ok(namespace) => namespace,
             Err(ClientError::Status { code: StatusCode::NOT_FOUND, .. }) => return Ok(true),
@@ -70,7 +73,11 @@ impl Controller {
         if !terminating(&namespace) {
             return Ok(true);
         }
-        if self.delete_contents(name).await? > 0 {
+        let collections = match collections {
+            Some(known) => known,
+            None => collections.insert(self.collections(name).await?),
+        };
+        if self.delete_contents(collections).await? > 0 {
             return Ok(false);
         }
         let finalizers: Vec<&Value> = namespace["spec"]["finalizers"].as_array().into_iter().flatten().filter(|f| *f != FINALIZER).collect();
@@ -88,13 +95,13 @@ impl Controller {
         }
     }
 
-    /// Deletes every collection in the namespace and answers how many objects are still there.
-    async fn delete_contents(&self, namespace: &str) -> Result<usize, ClientError> {
+    /// Deletes every one of a namespace's `collections` and answers how many objects are still there.
+    async fn delete_contents(&self, collections: &[String]) -> Result<usize, ClientError> {
         let background = Bytes::from_static(br#"{"apiVersion":"v1","kind":"DeleteOptions","propagationPolicy":"Background"}"#);
         let mut remaining = 0;
-        for collection in self.collections(namespace).await? {
-            self.client.request(Method::DELETE, &collection, Some(("application/json", background.clone()))).await?;
-            remaining += self.client.get(&collection).await?["items"].as_array().map_or(0, Vec::len);
+        for collection in collections {
+            self.client.request(Method::DELETE, collection, Some(("application/json", background.clone()))).await?;
+            remaining += self.client.get(collection).await?["items"].as_array().map_or(0, Vec::len);
         }
         Ok(remaining)
     }
