@@ -46,6 +46,8 @@ pub struct ResourceType {
     schema: fn(&mut SchemaGenerator) -> Schema,
     defaulter: fn(&mut Value),
     validator: fn(&Value) -> Vec<FieldError>,
+    /// Rules on what an update may change: (current, next).
+    update_validator: fn(&Value, &Value) -> Vec<FieldError>,
 }
 
 /// How `metadata.name` is validated.
@@ -93,6 +95,11 @@ impl ResourceType {
         (self.validator)(object)
     }
 
+    /// Kind-specific rules on an update of `current` into `next` (what may not change).
+    pub fn validate_update(&self, current: &Value, next: &Value) -> Vec<FieldError> {
+        (self.update_validator)(current, next)
+    }
+
     /// Registers the kind's schema (and everything it references) with `generator`.
     pub fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
         (self.schema)(generator)
@@ -130,6 +137,7 @@ where
         schema: |generator| generator.subschema_for::<T>(),
         defaulter: |_| {},
         validator: |_| Vec::new(),
+        update_validator: |_, _| Vec::new(),
     }
 }
 
@@ -171,6 +179,10 @@ impl ResourceType {
         self.validator = validator;
         self
     }
+    fn update_validation(mut self, validator: fn(&Value, &Value) -> Vec<FieldError>) -> Self {
+        self.update_validator = validator;
+        self
+    }
 }
 
 /// Every served kind, one declaration each.
@@ -186,7 +198,7 @@ fn declarations() -> Vec<ResourceType> {
         kind::<core::Pod>().short(&["po"]).in_all().status()
             .fields(&["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
                       "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"])
-            .table(&tables::POD).defaults(defaults::pod).validation(validation::pod),
+            .table(&tables::POD).defaults(defaults::pod).validation(validation::pod).update_validation(validation::pod_update),
         kind::<core::Service>().short(&["svc"]).in_all().status().names(Dns1035Label)
             .fields(&["spec.clusterIP", "spec.type"])
             .table(&tables::SERVICE).defaults(defaults::service).validation(validation::service),

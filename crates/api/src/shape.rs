@@ -5,7 +5,6 @@
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 
 /// A tree of kept fields. Arrays are transparent: the shape of an array is that of each element.
@@ -13,15 +12,17 @@ use std::fmt;
 pub enum Shape {
     /// The whole value.
     All,
-    /// Only these fields of an object, each with its own shape.
-    Fields(HashMap<String, Shape>),
+    /// Only these fields of an object, each with its own shape. A list, not a hash map: an
+    /// object has a handful of kept fields, and comparing a few short names beats hashing each
+    /// field name of every decoded object.
+    Fields(Vec<(String, Shape)>),
 }
 
 impl Shape {
     /// The shape that keeps each dotted path, e.g. `metadata.labels` (all of it) or
     /// `status.conditions.type` (the `type` of every condition).
     pub fn of(paths: &[&str]) -> Self {
-        let mut shape = Shape::Fields(HashMap::new());
+        let mut shape = Shape::Fields(Vec::new());
         for path in paths {
             shape.keep(path.split('.'));
         }
@@ -34,7 +35,14 @@ impl Shape {
             return;
         };
         if let Shape::Fields(fields) = self {
-            fields.entry(field.to_owned()).or_insert_with(|| Shape::Fields(HashMap::new())).keep(path);
+            let index = match fields.iter().position(|(name, _)| name == field) {
+                Some(index) => index,
+                None => {
+                    fields.push((field.to_owned(), Shape::Fields(Vec::new())));
+                    fields.len() - 1
+                }
+            };
+            fields[index].1.keep(path);
         }
     }
 
@@ -43,7 +51,7 @@ impl Shape {
         match (self, value) {
             (Shape::All, _) => value.clone(),
             (Shape::Fields(fields), Value::Object(object)) => Value::Object(
-                object.iter().filter_map(|(name, v)| fields.get(name).map(|shape| (name.clone(), shape.apply(v)))).collect(),
+                object.iter().filter_map(|(name, v)| field(fields, name).map(|shape| (name.clone(), shape.apply(v)))).collect(),
             ),
             (Shape::Fields(_), Value::Array(items)) => Value::Array(items.iter().map(|item| self.apply(item)).collect()),
             (Shape::Fields(_), scalar) => scalar.clone(),
@@ -75,7 +83,12 @@ struct Pruning<'s> {
     /// Applies to each element of an array.
     shape: &'s Shape,
     /// Of an object, the fields kept.
-    fields: &'s HashMap<String, Shape>,
+    fields: &'s [(String, Shape)],
+}
+
+/// The shape of the field `name`, if it is kept.
+fn field<'s>(fields: &'s [(String, Shape)], name: &str) -> Option<&'s Shape> {
+    fields.iter().find(|(kept, _)| kept == name).map(|(_, shape)| shape)
 }
 
 /// An object's field name, borrowed from the input unless it had escapes.
@@ -110,7 +123,7 @@ impl<'de> Visitor<'de> for Pruning<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut kept = Map::new();
         while let Some(FieldName(name)) = map.next_key()? {
-            match self.fields.get(name.as_ref()) {
+            match field(self.fields, &name) {
                 Some(shape) => {
                     kept.insert(name.into_owned(), map.next_value_seed(shape)?);
                 }

@@ -77,6 +77,61 @@ pub fn pod(object: &Value) -> Vec<FieldError> {
     pod_spec(field(object, "spec"), "spec", SpecContext::default())
 }
 
+/// Kubernetes' pod update rule: a pod's spec is fixed at creation except for container images,
+/// a shorter activeDeadlineSeconds, added tolerations, a negative terminationGracePeriodSeconds
+/// raised to 1, and removed scheduling gates. (The scheduler relies on it: what it counts of a
+/// bound pod cannot change under it.)
+pub fn pod_update(current: &Value, next: &Value) -> Vec<FieldError> {
+    let (old, new) = (field(current, "spec"), field(next, "spec"));
+    let mut errors = Vec::new();
+    match (old.get("activeDeadlineSeconds").and_then(Value::as_i64), new.get("activeDeadlineSeconds").and_then(Value::as_i64)) {
+        (Some(_), None) => errors.push(forbidden("spec.activeDeadlineSeconds", "must not update from a positive integer to nil value")),
+        (Some(before), Some(after)) if after > before => {
+            errors.push(invalid("spec.activeDeadlineSeconds", &after.to_string(), "must be less than or equal to previous value"))
+        }
+        _ => {}
+    }
+    let tolerations = array(new, "tolerations");
+    if !array(old, "tolerations").iter().all(|kept| tolerations.contains(kept)) {
+        errors.push(forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"));
+    }
+    let gates = array(old, "schedulingGates");
+    if !array(new, "schedulingGates").iter().all(|gate| gates.contains(gate)) {
+        errors.push(forbidden("spec.schedulingGates", "only deletion is allowed, but found new scheduling gate"));
+    }
+    // The rest must be as it was: compare with the mutable fields taken from the current spec.
+    let mut masked = new.clone();
+    if let (Value::Object(masked), Value::Object(old)) = (&mut masked, old) {
+        for list in ["containers", "initContainers"] {
+            if let (Some(Value::Array(containers)), Some(Value::Array(before))) = (masked.get_mut(list), old.get(list)) {
+                for (container, before) in containers.iter_mut().zip(before) {
+                    if let (Value::Object(container), Some(image)) = (container, before.get("image")) {
+                        container.insert("image".into(), image.clone());
+                    }
+                }
+            }
+        }
+        let grace = |spec: &Map<String, Value>| spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
+        let mut mutable = vec!["activeDeadlineSeconds", "tolerations", "schedulingGates"];
+        if grace(old).is_some_and(|g| g < 0) && grace(masked) == Some(1) {
+            mutable.push("terminationGracePeriodSeconds");
+        }
+        for name in mutable {
+            match old.get(name) {
+                Some(value) => masked.insert(name.into(), value.clone()),
+                None => masked.remove(name),
+            };
+        }
+    }
+    if masked != *old {
+        errors.push(forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+    errors
+}
+
 pub fn service(object: &Value) -> Vec<FieldError> {
     let spec = field(object, "spec");
     let mut errors = Vec::new();
@@ -1554,6 +1609,31 @@ mod tests {
     fn resource(plural: &str) -> &'static ResourceType {
         let registry = Registry::get();
         registry.types().iter().find(|t| t.plural == plural).expect("a served kind")
+    }
+
+    #[test]
+    fn a_pod_update_changes_only_what_kubernetes_lets_change() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "a:1", "resources": {"requests": {"cpu": "100m"}}}],
+            "tolerations": [{"key": "k", "operator": "Exists"}], "activeDeadlineSeconds": 60, "terminationGracePeriodSeconds": -1}});
+        let updated = |change: &dyn Fn(&mut Value)| {
+            let mut next = pod.clone();
+            change(&mut next);
+            messages(&pod_update(&pod, &next))
+        };
+        let allowed = updated(&|next| {
+            next["spec"]["containers"][0]["image"] = "a:2".into();
+            next["spec"]["tolerations"].as_array_mut().unwrap().push(json!({"key": "other", "operator": "Exists"}));
+            next["spec"]["activeDeadlineSeconds"] = 30.into();
+            next["spec"]["terminationGracePeriodSeconds"] = 1.into();
+            next["metadata"]["labels"] = json!({"app": "web"});
+        });
+        assert_eq!(allowed, Vec::<String>::new());
+        let resized = updated(&|next| next["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "2".into());
+        assert_eq!(resized.len(), 1);
+        assert!(resized[0].starts_with("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{resized:?}");
+        assert_eq!(updated(&|next| next["spec"]["tolerations"] = json!([])), ["spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"]);
+        assert_eq!(updated(&|next| next["spec"]["activeDeadlineSeconds"] = 90.into()), ["spec.activeDeadlineSeconds: Invalid value: 90: must be less than or equal to previous value"]);
+        assert_eq!(updated(&|next| next["spec"]["terminationGracePeriodSeconds"] = 5.into()).len(), 1, "only -1 to 1");
     }
 
     #[test]

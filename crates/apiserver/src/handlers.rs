@@ -116,7 +116,8 @@ impl ApiServer {
                     .update(resource, &namespace, name, part, patch.pins_resource_version(), write_options(&query)?, |current| {
                         let patched = patch.apply(resource, current)?;
                         let mut found = Vec::new();
-                        let admitted = self.objects.admit_body(resource, path.namespace.as_deref(), Some(name), patched, field_validation, &mut found)?;
+                        let repatch = || patch.apply(resource, current);
+                        let admitted = self.objects.admit_patched(resource, path.namespace.as_deref(), name, current, patched, repatch, field_validation, &mut found)?;
                         *warnings.lock().unwrap_or_else(|e| e.into_inner()) = found;
                         Ok(admitted)
                     })
@@ -298,7 +299,7 @@ impl ApiServer {
                 Ok(next)
             })
             .await?;
-        Ok(respond::json_response(StatusCode::OK, &scale_of(resource, &updated.object)))
+        Ok(respond::json_response(StatusCode::OK, &scale_of(resource, updated.object())))
     }
 
     /// `namespaces/{name}/finalize`: sets the namespace's `spec.finalizers` and nothing else, as

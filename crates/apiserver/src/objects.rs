@@ -15,6 +15,7 @@ use tugboat_store::{Revision, Store, StoreError};
 use crate::allocator::Allocator;
 use crate::cache::{Cache, CachedObject};
 use crate::error::{ApiError, ApiResult, Target};
+use crate::recent::Recent;
 use crate::{keys, served};
 use crate::request::FieldValidation;
 
@@ -39,20 +40,20 @@ pub struct WriteOptions {
 
 /// An object as a write left it; [`Written::json`] is its served form.
 pub struct Written {
-    pub object: Value,
+    /// Shared with [`Objects`]' recent values when stored.
+    object: Arc<Value>,
     /// The bytes stored and their revision, when this request stored the object.
     stored: Option<(Bytes, Revision)>,
 }
 
 impl Written {
-    fn stored(mut object: Value, stored: Bytes, revision: Revision) -> Self {
-        set_resource_version(&mut object, revision);
-        Self { object, stored: Some((stored, revision)) }
-    }
-
     /// Not stored by this request (a dry run, a write that changed nothing, a deletion).
     fn unstored(object: Value) -> Self {
-        Self { object, stored: None }
+        Self { object: Arc::new(object), stored: None }
+    }
+
+    pub fn object(&self) -> &Value {
+        &self.object
     }
 
     /// The served JSON (resourceVersion included): the stored bytes with the revision inserted
@@ -87,11 +88,34 @@ pub struct Objects {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
     allocator: Allocator,
+    /// The objects this server wrote last, by key, tagged with their revision.
+    recent: Recent<Arc<Value>>,
 }
 
 impl Objects {
     pub fn new(store: Arc<dyn Store>, cache: Arc<Cache>, allocator: Allocator) -> Self {
-        Self { store, cache, allocator }
+        Self { store, cache, allocator, recent: Recent::default() }
+    }
+
+    /// The answer to a write that stored `object` as `stored` at `revision`; the object is
+    /// remembered for the next update of `key`.
+    fn stored(&self, key: &str, mut object: Value, stored: Bytes, revision: Revision) -> Written {
+        set_resource_version(&mut object, revision);
+        let object = Arc::new(object);
+        self.recent.remember(key, revision, object.clone());
+        Written { object, stored: Some((stored, revision)) }
+    }
+
+    /// [`Self::get`] for a write about to replace the object: a value this server wrote at
+    /// the current revision is taken as it is rather than decoded again.
+    async fn get_for_update(&self, resource: &ResourceType, namespace: &str, name: &str) -> ApiResult<(Value, Revision)> {
+        let object = self.get_cached(resource, namespace, name).await?;
+        let value = match self.recent.take(&object.key, object.revision) {
+            // Shared only while the write's own answer is still being sent.
+            Some(written) => Arc::try_unwrap(written).unwrap_or_else(|shared| (*shared).clone()),
+            None => object.value(),
+        };
+        Ok((value, object.revision))
     }
 
     /// Reads one object, consistently: the watch cache is first brought up to the store's
@@ -208,6 +232,46 @@ impl Objects {
         })
     }
 
+    /// [`Self::admit_body`] for `patched`, the result of patching `current`: the top-level fields
+    /// the patch left as they were are already in admitted form, so only the others go through
+    /// the typed decode (a status patch does not re-decode the spec). When the changed fields
+    /// alone do not admit (a kind with a required field, or a real error), the whole object from
+    /// `repatch` is admitted instead, with the whole object's answer.
+    // The admission inputs of `admit_body`, plus the two views of the patched object.
+    #[allow(clippy::too_many_arguments)]
+    pub fn admit_patched(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        current: &Value,
+        patched: Value,
+        repatch: impl FnOnce() -> ApiResult<Value>,
+        field_validation: FieldValidation,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<Value> {
+        let (Value::Object(mut changed), Value::Object(current)) = (patched, current) else {
+            return self.admit_body(resource, namespace, Some(name), repatch()?, field_validation, warnings);
+        };
+        let same: Vec<String> = changed
+            .iter()
+            .filter(|(field, value)| !matches!(field.as_str(), "apiVersion" | "kind") && current.get(field.as_str()) == Some(value))
+            .map(|(field, _)| field.clone())
+            .collect();
+        let unchanged: Vec<(String, Value)> = same.into_iter().filter_map(|field| changed.remove_entry(&field)).collect();
+        let mut found = Vec::new();
+        match self.admit_body(resource, namespace, Some(name), Value::Object(changed), field_validation, &mut found) {
+            Ok(mut admitted) => {
+                if let Value::Object(fields) = &mut admitted {
+                    fields.extend(unchanged);
+                }
+                warnings.extend(found);
+                Ok(admitted)
+            }
+            Err(_) => self.admit_body(resource, namespace, Some(name), repatch()?, field_validation, warnings),
+        }
+    }
+
     /// Creates an admitted object.
     pub async fn create(&self, resource: &'static ResourceType, mut object: Value, options: WriteOptions) -> ApiResult<Written> {
         let generate_name = meta::str_at(&object, "/metadata/generateName").to_owned();
@@ -230,13 +294,14 @@ impl Objects {
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
             let stored = encode(&object);
+            self.cache.resource(resource).expect_write(&key, &stored, &object);
             match self.store.create(&key, stored.clone()).await {
                 Ok(revision) => {
                     if let Some(allocation) = allocation.take() {
                         // Later allocations must see this object's addresses in the cache.
                         allocation.hold_until_cached(&self.cache, revision).await;
                     }
-                    return Ok(Written::stored(object, stored, revision));
+                    return Ok(self.stored(&key, object, stored, revision));
                 }
                 Err(StoreError::AlreadyExists { .. }) if !generate_name.is_empty() && attempt < 8 => {
                     meta::metadata_mut(&mut object).insert("name".into(), generated_name(&generate_name).into());
@@ -267,7 +332,7 @@ impl Objects {
     ) -> ApiResult<Written> {
         let target = Target { resource, name };
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (current, revision) = self.get(resource, namespace, name).await?;
+            let (current, revision) = self.get_for_update(resource, namespace, name).await?;
             let desired = mutate(&current)?;
             let desired_revision = meta::str_at(&desired, "/metadata/resourceVersion");
             if !desired_revision.is_empty() && desired_revision != revision.to_string() {
@@ -276,6 +341,12 @@ impl Objects {
             let mut next = merge_update(resource, &current, desired, part);
             resource.apply_defaults(&mut next);
             self.validate(resource, &next)?;
+            if matches!(part, Part::Main) {
+                let errors = resource.validate_update(&current, &next);
+                if !errors.is_empty() {
+                    return Err(ApiError::invalid(&target, &errors));
+                }
+            }
             if next == current {
                 return Ok(Written::unstored(current));
             }
@@ -289,10 +360,11 @@ impl Objects {
             } else {
                 strip_resource_version(&mut next);
                 let stored = encode(&next);
+                self.cache.resource(resource).expect_write(&key, &stored, &next);
                 self.store.update(&key, stored.clone(), revision).await.map(|new_revision| (new_revision, Some(stored)))
             };
             match written {
-                Ok((new_revision, Some(stored))) => return Ok(Written::stored(next, stored, new_revision)),
+                Ok((new_revision, Some(stored))) => return Ok(self.stored(&key, next, stored, new_revision)),
                 Ok((new_revision, None)) => {
                     set_resource_version(&mut next, new_revision);
                     return Ok(Written::unstored(next));
@@ -321,15 +393,16 @@ impl Objects {
         let target = Target { resource, name };
         let key = keys::object_key(resource, namespace, name);
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (mut object, revision) = self.get(resource, namespace, name).await?;
+            let (mut object, revision) = self.get_for_update(resource, namespace, name).await?;
             mutate(&mut object)?;
             if options.dry_run {
                 return Ok(Written::unstored(object));
             }
             strip_resource_version(&mut object);
             let stored = encode(&object);
+            self.cache.resource(resource).expect_write(&key, &stored, &object);
             match self.store.update(&key, stored.clone(), revision).await {
-                Ok(new_revision) => return Ok(Written::stored(object, stored, new_revision)),
+                Ok(new_revision) => return Ok(self.stored(&key, object, stored, new_revision)),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
                 Err(e) => return Err(ApiError::from_store(e)),
@@ -343,7 +416,7 @@ impl Objects {
     pub async fn delete(&self, resource: &'static ResourceType, namespace: &str, name: &str, options: &DeleteOptions) -> ApiResult<Deleted> {
         let target = Target { resource, name };
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (current, revision) = self.get(resource, namespace, name).await?;
+            let (current, revision) = self.get_for_update(resource, namespace, name).await?;
             if let Some(uid) = &options.precondition_uid {
                 if meta::str_at(&current, "/metadata/uid") != uid {
                     return Err(ApiError::conflict(&target, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::str_at(&current, "/metadata/uid"))));

@@ -153,6 +153,21 @@ async fn optimistic_concurrency_status_and_generation() {
         &json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}, {"name": "d", "image": "x"}]}}}})).await.unwrap();
     let containers = smp["spec"]["template"]["spec"]["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 2, "merged by name: {containers:?}");
+
+    // What a patch changes is decoded as the kind's type; what it leaves alone is kept as stored.
+    let (code, _, message) = failure(send(c, Method::PATCH, &format!("{DEPLOYS}/web/status"), "application/merge-patch+json", &json!({"status": {"replicas": "three"}})).await);
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{message}");
+    assert!(message.contains("cannot be handled as a Deployment"), "{message}");
+    let pruned = send(c, Method::PATCH, &format!("{DEPLOYS}/web/status"), "application/merge-patch+json", &json!({"status": {"readyReplicas": 2, "bogus": 1}})).await.unwrap();
+    assert_eq!((pruned["status"]["readyReplicas"].as_i64(), pruned["status"].get("bogus")), (Some(2), None), "unknown fields are dropped");
+    assert_eq!(pruned["spec"], smp["spec"]);
+    // A kind with a required field the patch does not touch (roleRef) is admitted whole.
+    const BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}, "subjects": [{"kind": "User", "name": "u"}]});
+    c.create(BINDINGS, &binding).await.unwrap();
+    let labelled = send(c, Method::PATCH, &format!("{BINDINGS}/b"), "application/merge-patch+json", &json!({"metadata": {"labels": {"a": "b"}}})).await.unwrap();
+    assert_eq!((labelled["metadata"]["labels"]["a"].as_str(), labelled["roleRef"]["name"].as_str()), (Some("b"), Some("view")));
 }
 
 #[tokio::test]
@@ -185,6 +200,21 @@ async fn a_binding_assigns_a_pod_once() {
     assert!(message.contains("already assigned to node \"n1\""), "{message}");
     let (code, _, _) = failure(c.create(&format!("{PODS}/missing/binding"), &binding("n1", "")).await);
     assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // After the binding, an update may change the image, not where the pod runs or what it asks.
+    let pod_path = format!("{PODS}/p");
+    // Strategic merge, as `kubectl set image` sends it: containers merge by name.
+    let patch = |spec: Value| {
+        let pod_path = pod_path.clone();
+        async move { send(c, Method::PATCH, &pod_path, "application/strategic-merge-patch+json", &json!({"spec": spec})).await }
+    };
+    let (code, reason, message) = failure(patch(json!({"nodeName": "n2"})).await);
+    assert_eq!((code, reason.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"), "{message}");
+    assert!(message.contains("spec: Forbidden: pod updates may not change fields other than"), "{message}");
+    let resized = json!({"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "2"}}}]});
+    assert_eq!(failure(patch(resized).await).0, StatusCode::UNPROCESSABLE_ENTITY);
+    let new_image = patch(json!({"containers": [{"name": "c", "image": "busybox:2"}]})).await.unwrap();
+    assert_eq!((new_image["spec"]["containers"][0]["image"].as_str(), new_image["spec"]["nodeName"].as_str()), (Some("busybox:2"), Some("n1")));
 }
 
 #[tokio::test]

@@ -232,15 +232,18 @@ impl Client {
         let frames = response.into_body().into_data_stream();
         // A chunk may hold several events, and an event may span chunks. `scanned`: how much of
         // the buffer is known to hold no line end, so a large event is not rescanned per chunk.
+        // A chunk that starts a line (the usual case: one event per chunk) becomes the buffer
+        // without a copy, and its lines are handed out as slices of it.
         let lines = futures::stream::unfold((frames, BytesMut::new(), 0), |(mut frames, mut buffer, mut scanned)| async move {
             loop {
-                if let Some(end) = buffer[scanned..].iter().position(|b| *b == b'\n').map(|at| scanned + at) {
+                if let Some(end) = memchr::memchr(b'\n', &buffer[scanned..]).map(|at| scanned + at) {
                     let mut line = buffer.split_to(end + 1);
                     line.truncate(end);
                     return Some((Ok(line.freeze()), (frames, buffer, 0)));
                 }
                 scanned = buffer.len();
                 match frames.next().await {
+                    Some(Ok(chunk)) if buffer.is_empty() => buffer = chunk.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..])),
                     Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
                     Some(Err(e)) => return Some((Err(ClientError::Transport(e.to_string())), (frames, BytesMut::new(), 0))),
                     None => return None,
@@ -264,26 +267,19 @@ struct TypedEvent<T> {
 /// errors and 410 Gone. Runs forever (abort its task to stop it).
 pub async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection: &str, handle: impl Fn(&str, T)) {
     let item = |item: Value| serde_json::from_value::<T>(item).ok();
-    let event = |line: &[u8]| serde_json::from_slice::<TypedEvent<T>>(line).ok().map(|event| (event.kind, event.object));
-    inform_with(client, collection, item, event, handle).await
+    let event = |line: &Bytes| serde_json::from_slice::<TypedEvent<T>>(line).ok().map(|event| (event.kind, event.object));
+    inform_decoding(client, collection, item, event, handle).await
 }
 
-/// [`inform`] with objects that keep only `shape` (client-go's transform, done while decoding).
-pub async fn inform_shaped(client: &Client, collection: &str, shape: &Shape, handle: impl Fn(&str, Value)) {
-    let event_shape = Shape::Fields([("type".to_owned(), Shape::All), ("object".to_owned(), shape.clone())].into());
-    let item = |item: Value| Some(shape.apply(&item));
-    let event = |line: &[u8]| {
-        let mut event = event_shape.decode(line).ok()?;
-        Some((event["type"].as_str()?.to_owned(), event["object"].take()))
-    };
-    inform_with(client, collection, item, event, handle).await
-}
-
-async fn inform_with<T>(
+/// [`inform`] for a reader that decodes objects itself: `decode_item` gets each listed object,
+/// `decode_event` each watch event's text (the whole event, as served) and answers its type and
+/// what the reader made of it. For a reader that looks at a few fields of an event before it
+/// decides whether to decode the rest.
+pub async fn inform_decoding<T>(
     client: &Client,
     collection: &str,
     decode_item: impl Fn(Value) -> Option<T>,
-    decode_event: impl Fn(&[u8]) -> Option<(String, T)>,
+    decode_event: impl Fn(&Bytes) -> Option<(String, T)>,
     handle: impl Fn(&str, T),
 ) {
     loop {
@@ -321,6 +317,17 @@ async fn inform_with<T>(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// [`inform`] with objects that keep only `shape` (client-go's transform, done while decoding).
+pub async fn inform_shaped(client: &Client, collection: &str, shape: &Shape, handle: impl Fn(&str, Value)) {
+    let event_shape = Shape::Fields([("type".to_owned(), Shape::All), ("object".to_owned(), shape.clone())].into());
+    let item = |item: Value| Some(shape.apply(&item));
+    let event = |line: &Bytes| {
+        let mut event = event_shape.decode(line).ok()?;
+        Some((event["type"].as_str()?.to_owned(), event["object"].take()))
+    };
+    inform_decoding(client, collection, item, event, handle).await
 }
 
 /// Leader election through a coordination.k8s.io Lease, as Kubernetes components do it: the holder

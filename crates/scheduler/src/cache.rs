@@ -198,6 +198,36 @@ impl PodInfo {
     }
 }
 
+/// The few fields of a pod event that tell whether the cache's count of a bound pod still holds
+/// (see [`Cache::still_counts`]); the rest of the event is skipped, not built.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct PodGlance {
+    pub metadata: GlanceMetadata,
+    pub spec: GlanceSpec,
+    pub status: GlanceStatus,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GlanceMetadata {
+    pub uid: String,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub deletion_timestamp: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GlanceSpec {
+    pub node_name: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct GlanceStatus {
+    pub phase: Option<String>,
+}
+
 /// A pod nominated to this node by preemption: its room is kept for it against pods of lower
 /// priority while its victims terminate.
 #[derive(Debug, Clone)]
@@ -593,6 +623,19 @@ impl Cache {
         }
     }
 
+    /// Whether the pod a watch event glanced at is counted as it is: bound to the node it is
+    /// counted on, with the same labels and deletion state, and not finished. A bound pod's spec
+    /// cannot change (the API server's pod update rule), so nothing else it is counted by can.
+    pub fn still_counts(&self, pod: &PodGlance) -> bool {
+        let finished = matches!(pod.status.phase.as_deref(), Some("Succeeded" | "Failed"));
+        let node = pod.spec.node_name.as_deref().unwrap_or_default();
+        !finished
+            && !node.is_empty()
+            && self.pods.get(pod.metadata.uid.as_str()).is_some_and(|counted| {
+                counted.node == node && counted.terminating == pod.metadata.deletion_timestamp.is_some() && counted.labels.same_as(pod.metadata.labels.as_ref())
+            })
+    }
+
     pub fn is_placed(&self, uid: &str) -> bool {
         self.pods.contains_key(uid)
     }
@@ -648,6 +691,28 @@ mod tests {
         cache.forget("web");
         assert_eq!((cache.nodes["n1"].pod_count, cache.nodes["n1"].requested.cpu_millis), (0, 0));
         assert!(cache.labels.with_label("app", "api").is_none());
+    }
+
+    #[test]
+    fn a_glance_tells_whether_a_bound_pod_still_counts_as_it_is() {
+        let mut cache = cache(&[("n1", "a")], 4000);
+        place(&mut cache, &pod("web", json!({"app": "web"}), "500m", json!({})), "n1");
+        let glance = |event: serde_json::Value| serde_json::from_value::<super::PodGlance>(event).expect("a glance");
+        let running = json!({"metadata": {"uid": "web", "labels": {"app": "web"}}, "spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Running", "podIP": "10.0.0.2"}});
+        assert!(cache.still_counts(&glance(running.clone())), "a status change alone");
+        let mut relabelled = running.clone();
+        relabelled["metadata"]["labels"]["app"] = "api".into();
+        let mut deleting = running.clone();
+        deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        let mut elsewhere = running.clone();
+        elsewhere["spec"]["nodeName"] = "n2".into();
+        let mut finished = running.clone();
+        finished["status"]["phase"] = "Succeeded".into();
+        let mut stranger = running.clone();
+        stranger["metadata"]["uid"] = "other".into();
+        for changed in [relabelled, deleting, elsewhere, finished, stranger] {
+            assert!(!cache.still_counts(&glance(changed.clone())), "{changed}");
+        }
     }
 
     #[test]

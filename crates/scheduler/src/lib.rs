@@ -113,6 +113,22 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn on_pod_event(&self, kind: &str, event: PodEvent) {
+        let pod = match event {
+            PodEvent::Listed(pod) => *pod,
+            PodEvent::Watched(line) => {
+                if kind == "MODIFIED" && self.lock().cache.still_counts(&line.glance) {
+                    return;
+                }
+                match serde_json::from_slice::<WatchedPod>(&line.text) {
+                    Ok(watched) => watched.object.into(),
+                    Err(error) => return tracing::warn!(%error, "cannot decode a pod event"),
+                }
+            }
+        };
+        self.on_pod(kind, pod);
+    }
+
     fn on_pod(&self, kind: &str, pod: Pod) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let mut state = self.lock();
@@ -331,6 +347,30 @@ impl Scheduler {
     }
 }
 
+/// A pod event as the informer hands it over: a listed pod, decoded; a watched one glanced at,
+/// with its text kept for decoding when the glance shows something the scheduler counts changed.
+enum PodEvent {
+    Listed(Box<Pod>),
+    Watched(GlancedEvent),
+}
+
+struct GlancedEvent {
+    glance: cache::PodGlance,
+    text: Bytes,
+}
+
+#[derive(serde::Deserialize)]
+struct GlanceEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    object: cache::PodGlance,
+}
+
+#[derive(serde::Deserialize)]
+struct WatchedPod {
+    object: PodAsRead,
+}
+
 /// What the scheduler reads of a pod: its metadata and spec, and of its status only the phase and
 /// the nominated node. A running pod's status (conditions, container states and their times) is
 /// a third of it, and every status change of every pod passes through here.
@@ -368,7 +408,14 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
     };
     let pods = {
         let scheduler = scheduler.clone();
-        tokio::spawn(async move { tugboat_client::inform::<PodAsRead>(&scheduler.client.clone(), "/api/v1/pods", |kind, pod| scheduler.on_pod(kind, pod.into())).await })
+        // Two of a bound pod's three events (its binding, its start) change nothing the cache
+        // counts: a glance at a few fields tells, so they are never decoded whole.
+        let listed = |item: serde_json::Value| serde_json::from_value::<PodAsRead>(item).ok().map(|pod| PodEvent::Listed(Box::new(pod.into())));
+        let watched = |text: &Bytes| {
+            let event = serde_json::from_slice::<GlanceEvent>(text).ok()?;
+            Some((event.kind, PodEvent::Watched(GlancedEvent { glance: event.object, text: text.clone() })))
+        };
+        tokio::spawn(async move { tugboat_client::inform_decoding(&scheduler.client.clone(), "/api/v1/pods", listed, watched, |kind, event| scheduler.on_pod_event(kind, event)).await })
     };
     let worker = {
         let scheduler = scheduler.clone();
