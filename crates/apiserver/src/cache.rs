@@ -18,7 +18,7 @@ use tugboat_api::{meta, Registry, ResourceType, Shape};
 use tugboat_store::{Event, EventKind, ListOptions, Revision, Store, StoreError};
 
 use crate::error::{ApiError, ApiResult};
-use crate::recent::Recent;
+use crate::recent::{tag, Recent};
 use crate::{keys, served};
 
 /// Events kept per resource for watches that resume from a past revision.
@@ -147,11 +147,6 @@ pub struct ResourceCache {
     state: RwLock<ResourceState>,
     /// Bumped (to the change's revision) whenever a change lands, to wake this resource's watchers.
     changed: watch::Sender<Revision>,
-}
-
-/// Names one stored encoding: its address (the store hands a write's bytes back as they were).
-fn tag(bytes: &Bytes) -> i64 {
-    bytes.as_ptr() as i64
 }
 
 /// A point-in-time view of one resource's objects.

@@ -299,7 +299,7 @@ impl ApiServer {
                 Ok(next)
             })
             .await?;
-        Ok(respond::json_response(StatusCode::OK, &scale_of(resource, updated.object())))
+        Ok(respond::json_response(StatusCode::OK, &scale_of(resource, &updated.object())))
     }
 
     /// `namespaces/{name}/finalize`: sets the namespace's `spec.finalizers` and nothing else, as

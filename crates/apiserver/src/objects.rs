@@ -15,7 +15,6 @@ use tugboat_store::{Revision, Store, StoreError};
 use crate::allocator::Allocator;
 use crate::cache::{Cache, CachedObject};
 use crate::error::{ApiError, ApiResult, Target};
-use crate::recent::Recent;
 use crate::{keys, served};
 use crate::request::FieldValidation;
 
@@ -40,8 +39,8 @@ pub struct WriteOptions {
 
 /// An object as a write left it; [`Written::json`] is its served form.
 pub struct Written {
-    /// Shared with [`Objects`]' recent values when stored.
-    object: Arc<Value>,
+    /// When stored, as stored (without its resourceVersion).
+    object: Value,
     /// The bytes stored and their revision, when this request stored the object.
     stored: Option<(Bytes, Revision)>,
 }
@@ -49,11 +48,16 @@ pub struct Written {
 impl Written {
     /// Not stored by this request (a dry run, a write that changed nothing, a deletion).
     fn unstored(object: Value) -> Self {
-        Self { object: Arc::new(object), stored: None }
+        Self { object, stored: None }
     }
 
-    pub fn object(&self) -> &Value {
-        &self.object
+    /// The object as served (resourceVersion included).
+    pub fn object(&self) -> Value {
+        let mut object = self.object.clone();
+        if let Some((_, revision)) = &self.stored {
+            set_resource_version(&mut object, *revision);
+        }
+        object
     }
 
     /// The served JSON (resourceVersion included): the stored bytes with the revision inserted
@@ -88,34 +92,27 @@ pub struct Objects {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
     allocator: Allocator,
-    /// The objects this server wrote last, by key, tagged with their revision.
-    recent: Recent<Arc<Value>>,
 }
 
 impl Objects {
     pub fn new(store: Arc<dyn Store>, cache: Arc<Cache>, allocator: Allocator) -> Self {
-        Self { store, cache, allocator, recent: Recent::default() }
+        Self { store, cache, allocator }
     }
 
-    /// The answer to a write that stored `object` as `stored` at `revision`; the object is
-    /// remembered for the next update of `key`.
-    fn stored(&self, key: &str, mut object: Value, stored: Bytes, revision: Revision) -> Written {
-        set_resource_version(&mut object, revision);
-        let object = Arc::new(object);
-        self.recent.remember(key, revision, object.clone());
-        Written { object, stored: Some((stored, revision)) }
-    }
-
-    /// [`Self::get`] for a write about to replace the object: a value this server wrote at
-    /// the current revision is taken as it is rather than decoded again.
-    async fn get_for_update(&self, resource: &ResourceType, namespace: &str, name: &str) -> ApiResult<(Value, Revision)> {
-        let object = self.get_cached(resource, namespace, name).await?;
-        let value = match self.recent.take(&object.key, object.revision) {
-            // Shared only while the write's own answer is still being sent.
-            Some(written) => Arc::try_unwrap(written).unwrap_or_else(|shared| (*shared).clone()),
-            None => object.value(),
-        };
-        Ok((value, object.revision))
+    /// Stores `object` (without its resourceVersion) under `key` through `write`, a conditional
+    /// create or update of its encoding. Before the write, the watch cache learns what selectors
+    /// read of it (the write may come back through the store's watch before this returns). A
+    /// failed write hands the object back with the error.
+    async fn write<F>(&self, resource: &ResourceType, key: &str, object: Value, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
+    where
+        F: std::future::Future<Output = Result<Revision, StoreError>>,
+    {
+        let stored = encode(&object);
+        self.cache.resource(resource).expect_write(key, &stored, &object);
+        match write(stored.clone()).await {
+            Ok(revision) => Ok(Written { object, stored: Some((stored, revision)) }),
+            Err(error) => Err((object, error)),
+        }
     }
 
     /// Reads one object, consistently: the watch cache is first brought up to the store's
@@ -293,23 +290,22 @@ impl Objects {
         }
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
-            let stored = encode(&object);
-            self.cache.resource(resource).expect_write(&key, &stored, &object);
-            match self.store.create(&key, stored.clone()).await {
-                Ok(revision) => {
-                    if let Some(allocation) = allocation.take() {
+            match self.write(resource, &key, object, |stored| self.store.create(&key, stored)).await {
+                Ok(written) => {
+                    if let (Some(allocation), Some((_, revision))) = (allocation.take(), &written.stored) {
                         // Later allocations must see this object's addresses in the cache.
-                        allocation.hold_until_cached(&self.cache, revision).await;
+                        allocation.hold_until_cached(&self.cache, *revision).await;
                     }
-                    return Ok(self.stored(&key, object, stored, revision));
+                    return Ok(written);
                 }
-                Err(StoreError::AlreadyExists { .. }) if !generate_name.is_empty() && attempt < 8 => {
-                    meta::metadata_mut(&mut object).insert("name".into(), generated_name(&generate_name).into());
+                Err((mut returned, StoreError::AlreadyExists { .. })) if !generate_name.is_empty() && attempt < 8 => {
+                    meta::metadata_mut(&mut returned).insert("name".into(), generated_name(&generate_name).into());
+                    object = returned;
                 }
-                Err(StoreError::AlreadyExists { .. }) => {
-                    return Err(ApiError::already_exists(&Target { resource, name: meta::name(&object) }))
+                Err((returned, StoreError::AlreadyExists { .. })) => {
+                    return Err(ApiError::already_exists(&Target { resource, name: meta::name(&returned) }))
                 }
-                Err(e) => return Err(ApiError::from_store(e)),
+                Err((_, e)) => return Err(ApiError::from_store(e)),
             }
         }
         unreachable!("the loop returns")
@@ -332,7 +328,7 @@ impl Objects {
     ) -> ApiResult<Written> {
         let target = Target { resource, name };
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (current, revision) = self.get_for_update(resource, namespace, name).await?;
+            let (current, revision) = self.get(resource, namespace, name).await?;
             let desired = mutate(&current)?;
             let desired_revision = meta::str_at(&desired, "/metadata/resourceVersion");
             if !desired_revision.is_empty() && desired_revision != revision.to_string() {
@@ -354,26 +350,22 @@ impl Objects {
             if options.dry_run {
                 return Ok(Written::unstored(next));
             }
-            // The stored bytes, or None when the write completes a deletion.
-            let written = if deletion_complete(resource, &next) {
-                self.store.delete(&key, Some(revision)).await.map(|kv| (kv.mod_revision, None))
+            let lost = if deletion_complete(resource, &next) {
+                match self.store.delete(&key, Some(revision)).await {
+                    Ok(kv) => {
+                        set_resource_version(&mut next, kv.mod_revision);
+                        return Ok(Written::unstored(next));
+                    }
+                    Err(error) => error,
+                }
             } else {
                 strip_resource_version(&mut next);
-                let stored = encode(&next);
-                self.cache.resource(resource).expect_write(&key, &stored, &next);
-                self.store.update(&key, stored.clone(), revision).await.map(|new_revision| (new_revision, Some(stored)))
-            };
-            match written {
-                Ok((new_revision, Some(stored))) => return Ok(self.stored(&key, next, stored, new_revision)),
-                Ok((new_revision, None)) => {
-                    set_resource_version(&mut next, new_revision);
-                    return Ok(Written::unstored(next));
+                match self.write(resource, &key, next, |stored| self.store.update(&key, stored, revision)).await {
+                    Ok(written) => return Ok(written),
+                    Err((_, error)) => error,
                 }
-                Err(StoreError::Conflict { .. }) if !pinned => continue,
-                Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(&target)),
-                Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
-                Err(e) => return Err(ApiError::from_store(e)),
-            }
+            };
+            retry_after(lost, pinned, &target)?;
         }
         Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
     }
@@ -393,19 +385,15 @@ impl Objects {
         let target = Target { resource, name };
         let key = keys::object_key(resource, namespace, name);
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (mut object, revision) = self.get_for_update(resource, namespace, name).await?;
+            let (mut object, revision) = self.get(resource, namespace, name).await?;
             mutate(&mut object)?;
             if options.dry_run {
                 return Ok(Written::unstored(object));
             }
             strip_resource_version(&mut object);
-            let stored = encode(&object);
-            self.cache.resource(resource).expect_write(&key, &stored, &object);
-            match self.store.update(&key, stored.clone(), revision).await {
-                Ok(new_revision) => return Ok(self.stored(&key, object, stored, new_revision)),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
-                Err(e) => return Err(ApiError::from_store(e)),
+            match self.write(resource, &key, object, |stored| self.store.update(&key, stored, revision)).await {
+                Ok(written) => return Ok(written),
+                Err((_, lost)) => retry_after(lost, false, &target)?,
             }
         }
         Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
@@ -416,7 +404,7 @@ impl Objects {
     pub async fn delete(&self, resource: &'static ResourceType, namespace: &str, name: &str, options: &DeleteOptions) -> ApiResult<Deleted> {
         let target = Target { resource, name };
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (current, revision) = self.get_for_update(resource, namespace, name).await?;
+            let (current, revision) = self.get(resource, namespace, name).await?;
             if let Some(uid) = &options.precondition_uid {
                 if meta::str_at(&current, "/metadata/uid") != uid {
                     return Err(ApiError::conflict(&target, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::str_at(&current, "/metadata/uid"))));
@@ -503,6 +491,17 @@ impl Objects {
 
 pub fn encode(object: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(object).unwrap_or_default())
+}
+
+/// After a conditional write failed: Ok when it lost a race it may retry from a fresh read
+/// (`pinned`: the caller named the revision, so it may not), else the answer to give.
+fn retry_after(error: StoreError, pinned: bool, target: &Target) -> ApiResult<()> {
+    match error {
+        StoreError::Conflict { .. } if !pinned => Ok(()),
+        StoreError::Conflict { .. } => Err(ApiError::stale(target)),
+        StoreError::NotFound { .. } => Err(ApiError::not_found(target)),
+        e => Err(ApiError::from_store(e)),
+    }
 }
 
 pub fn set_resource_version(object: &mut Value, revision: Revision) {

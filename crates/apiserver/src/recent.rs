@@ -1,14 +1,21 @@
 //! What this server knew about an object when it wrote it, kept for a moment for whoever reads
-//! the object next, so they need not decode the JSON the write just encoded: the object as a value
-//! (an object is often updated soon after a write: a pod is created, then bound, then started),
-//! and what selectors read of it (a watch with a field selector asks it of every change).
+//! the object next, so they need not decode the JSON the write just encoded: the watch cache
+//! learns what selectors read of each object this server writes (a watch with a field selector,
+//! as every kubelet's, asks it of every change).
 //!
-//! Invariant: an entry is used only when its tag names exactly the version at hand (a revision,
-//! or the stored bytes themselves), so a write by anyone else (another server on the same etcd)
-//! makes an entry useless, never wrong.
+//! Invariant: an entry is used only when its tag names exactly the version at hand (the stored
+//! bytes themselves), so a write by anyone else (another server on the same etcd) makes an entry
+//! useless, never wrong.
 
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
+/// Names one stored encoding: its address (a store hands a write's bytes back as they were). An
+/// entry tagged so keeps the bytes alive, so the address cannot come to name other bytes.
+pub fn tag(bytes: &Bytes) -> i64 {
+    bytes.as_ptr() as i64
+}
 
 /// Enough for the writes of a burst's last half second or so.
 const CAPACITY: usize = 2048;
