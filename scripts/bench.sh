@@ -11,6 +11,9 @@
 #       the control plane with simulated nodes (`tugboat sim`): scheduling throughput and latency,
 #       plain and with anti-affinity + topology spread, paced latency, a big Deployment's
 #       rollout time, and the server's memory and store size at the total pod count.
+#   scripts/bench.sh instructions [--nodes 100 --pods 2000 --tugboat BINARY]
+#       the API server's instructions per pod over the scale bursts (valgrind's callgrind): a
+#       figure this VM's changing speed does not move, for comparing two builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -18,6 +21,12 @@ if [ "${1:-}" = pods ]; then
   shift
   cargo build --release --bin tugboat --bin tugboat-bench-pods
   exec target/release/tugboat-bench-pods --tugboat target/release/tugboat "$@"
+fi
+if [ "${1:-}" = instructions ]; then
+  shift
+  command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
+  cargo build --release --bin tugboat --bin tugboat-bench-scale
+  exec python3 scripts/instructions.py "$@"
 fi
 if [ "${1:-}" = scale ]; then
   shift

@@ -18,7 +18,6 @@ use tugboat_api::{meta, Registry, ResourceType, Shape};
 use tugboat_store::{Event, EventKind, ListOptions, Revision, Store, StoreError};
 
 use crate::error::{ApiError, ApiResult};
-use crate::recent::{tag, Recent};
 use crate::{keys, served};
 
 /// Events kept per resource for watches that resume from a past revision.
@@ -140,10 +139,6 @@ pub struct ResourceCache {
     /// What selectors read of an object (labels, the kind's field selectors): all the cache
     /// ever decodes of a stored object, whose bytes it serves as they are.
     selectable: Shape,
-    /// What selectors read of the objects this server is writing, computed from their values
-    /// before the write and tagged with the stored bytes (kept alive here, so the tag cannot
-    /// name other bytes): the change coming back from the store needs no decoding for them.
-    writing: Recent<(Bytes, Selectable)>,
     state: RwLock<ResourceState>,
     /// Bumped (to the change's revision) whenever a change lands, to wake this resource's watchers.
     changed: watch::Sender<Revision>,
@@ -169,35 +164,24 @@ impl ResourceCache {
         Self {
             resource,
             selectable: Shape::of(&selectable),
-            writing: Recent::default(),
             state: RwLock::new(ResourceState { objects: BTreeMap::new(), log: VecDeque::new(), floor: 0 }),
             changed: watch::channel(0).0,
         }
     }
 
     /// Builds the served form of a stored value. `revision` becomes `metadata.resourceVersion`.
-    pub fn decode(&self, key: &str, value: &Bytes, revision: Revision) -> Result<CachedObject, serde_json::Error> {
+    pub fn decode(&self, key: &str, value: &[u8], revision: Revision) -> Result<CachedObject, serde_json::Error> {
         let resource = self.resource;
         // Stored objects have no resourceVersion: it is inserted into the stored bytes. One that
         // names a resourceVersion anywhere (an Event's involvedObject may) takes the long way.
         if memchr::memmem::find(value, b"\"resourceVersion\"").is_none() {
             if let Some(json) = served::with_resource_version(value, revision) {
-                let cached = CachedObject::with_json(resource, key.to_owned(), revision, json);
-                if let Some((_, selectable)) = self.writing.take(key, tag(value)) {
-                    let _ = cached.selectable.set(selectable);
-                }
-                return Ok(cached);
+                return Ok(CachedObject::with_json(resource, key.to_owned(), revision, json));
             }
         }
         let mut object: Value = serde_json::from_slice(value)?;
         meta::metadata_mut(&mut object).insert("resourceVersion".into(), Value::String(revision.to_string()));
         Ok(CachedObject::from_value(resource, key.to_owned(), &object, revision))
-    }
-
-    /// Called before `stored` (the encoding of `object`) is written under `key`: when the write
-    /// comes back from the store, what selectors read of it is known without decoding it.
-    pub fn expect_write(&self, key: &str, stored: &Bytes, object: &Value) {
-        self.writing.remember(key, tag(stored), (stored.clone(), Selectable::of(self.resource, object)));
     }
 
     /// What selectors read of one of this resource's objects, decoded on first use.
@@ -458,8 +442,8 @@ mod tests {
     fn stored_bytes_are_served_with_their_revision_and_decoded_only_when_a_selector_asks() {
         let pods = resource("", "v1", "pods");
         let cache = ResourceCache::new(pods);
-        let stored = Bytes::from_static(br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default","labels":{"app":"web"}},"spec":{"nodeName":"n1"}}"#);
-        let object = cache.decode("/registry/pods/default/web", &stored, 7).expect("valid JSON");
+        let stored = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default","labels":{"app":"web"}},"spec":{"nodeName":"n1"}}"#;
+        let object = cache.decode("/registry/pods/default/web", stored, 7).expect("valid JSON");
         let served: Value = serde_json::from_slice(&object.json).expect("served JSON");
         assert_eq!(served["metadata"]["resourceVersion"], "7");
         assert!(object.selectable.get().is_none());
@@ -468,26 +452,11 @@ mod tests {
     }
 
     #[test]
-    fn a_write_this_server_expected_comes_back_with_its_selectable_fields_known() {
-        let pods = resource("", "v1", "pods");
-        let cache = ResourceCache::new(pods);
-        let object = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}}, "spec": {"nodeName": "n1"}});
-        let stored = Bytes::from(serde_json::to_vec(&object).expect("JSON"));
-        cache.expect_write("/registry/pods/default/web", &stored, &object);
-        let other_bytes = Bytes::copy_from_slice(&stored);
-        let elsewhere = cache.decode("/registry/pods/default/web", &other_bytes, 6).expect("valid JSON");
-        assert!(elsewhere.selectable.get().is_none(), "other bytes (another server's write) are decoded when asked");
-        let written = cache.decode("/registry/pods/default/web", &stored, 7).expect("valid JSON");
-        assert_eq!(written.selectable.get().map(|s| s.fields.clone()), Some(cache.selectable(&elsewhere).fields.clone()));
-        assert_eq!(cache.labels(&written)["app"], "web");
-    }
-
-    #[test]
     fn a_stored_object_that_names_a_resource_version_is_served_with_its_own() {
         let events = resource("", "v1", "events");
         let cache = ResourceCache::new(events);
-        let stored = Bytes::from_static(br#"{"metadata":{"name":"e","namespace":"default"},"involvedObject":{"kind":"Pod","name":"web","resourceVersion":"3"}}"#);
-        let object = cache.decode("/registry/events/default/e", &stored, 9).expect("valid JSON");
+        let stored = br#"{"metadata":{"name":"e","namespace":"default"},"involvedObject":{"kind":"Pod","name":"web","resourceVersion":"3"}}"#;
+        let object = cache.decode("/registry/events/default/e", stored, 9).expect("valid JSON");
         let served: Value = serde_json::from_slice(&object.json).expect("served JSON");
         assert_eq!((served["metadata"]["resourceVersion"].as_str(), served["involvedObject"]["resourceVersion"].as_str()), (Some("9"), Some("3")));
         assert_eq!(cache.field(&object, "involvedObject.name"), "web");

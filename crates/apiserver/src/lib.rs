@@ -15,7 +15,6 @@ mod handlers;
 mod keys;
 mod namespaces;
 mod objects;
-mod recent;
 mod request;
 mod respond;
 mod served;

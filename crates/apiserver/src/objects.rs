@@ -100,15 +100,12 @@ impl Objects {
     }
 
     /// Stores `object` (without its resourceVersion) under `key` through `write`, a conditional
-    /// create or update of its encoding. Before the write, the watch cache learns what selectors
-    /// read of it (the write may come back through the store's watch before this returns). A
-    /// failed write hands the object back with the error.
-    async fn write<F>(&self, resource: &ResourceType, key: &str, object: Value, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
+    /// create or update of its encoding. A failed write hands the object back with the error.
+    async fn write<F>(&self, object: Value, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
     where
         F: std::future::Future<Output = Result<Revision, StoreError>>,
     {
         let stored = encode(&object);
-        self.cache.resource(resource).expect_write(key, &stored, &object);
         match write(stored.clone()).await {
             Ok(revision) => Ok(Written { object, stored: Some((stored, revision)) }),
             Err(error) => Err((object, error)),
@@ -290,7 +287,7 @@ impl Objects {
         }
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
-            match self.write(resource, &key, object, |stored| self.store.create(&key, stored)).await {
+            match self.write(object, |stored| self.store.create(&key, stored)).await {
                 Ok(written) => {
                     if let (Some(allocation), Some((_, revision))) = (allocation.take(), &written.stored) {
                         // Later allocations must see this object's addresses in the cache.
@@ -360,7 +357,7 @@ impl Objects {
                 }
             } else {
                 strip_resource_version(&mut next);
-                match self.write(resource, &key, next, |stored| self.store.update(&key, stored, revision)).await {
+                match self.write(next, |stored| self.store.update(&key, stored, revision)).await {
                     Ok(written) => return Ok(written),
                     Err((_, error)) => error,
                 }
@@ -391,7 +388,7 @@ impl Objects {
                 return Ok(Written::unstored(object));
             }
             strip_resource_version(&mut object);
-            match self.write(resource, &key, object, |stored| self.store.update(&key, stored, revision)).await {
+            match self.write(object, |stored| self.store.update(&key, stored, revision)).await {
                 Ok(written) => return Ok(written),
                 Err((_, lost)) => retry_after(lost, false, &target)?,
             }

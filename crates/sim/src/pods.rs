@@ -147,9 +147,7 @@ struct Work {
     status: Option<Value>,
 }
 
-/// Watches every bound pod and acts for those on our nodes, with `writers` API writes in flight.
-/// Like a kubelet's watch (`spec.nodeName=<its node>`), the selection leaves unscheduled pods
-/// out: they are a third of a burst's pod events, and nothing here is about them.
+/// Watches every pod and acts for those on our nodes, with `writers` API writes in flight.
 pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize) {
     let state = Arc::new(Mutex::new(State { nodes, addresses: HashMap::new(), in_flight: HashSet::new() }));
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Work>();
@@ -197,7 +195,7 @@ pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize
         };
         let _ = sender.send(Work { action, status });
     };
-    tugboat_client::inform_shaped(&client, "/api/v1/pods?fieldSelector=spec.nodeName%21%3D", &read_fields(), handle).await;
+    tugboat_client::inform_shaped(&client, "/api/v1/pods", &read_fields(), handle).await;
     workers.abort();
 }
 
