@@ -56,14 +56,17 @@ bench = subprocess.Popen(
      "--paced-pods", "0", "--replicas", "0", "--total-pods", "0", "--phase-timeout", "1800"],
     stdout=subprocess.PIPE, text=True)
 counting = False
-bursts = iter(["plain", "anti-affinity + spread"])
+phase = None
 for line in bench.stdout:
     sys.stdout.write(line)
     sys.stdout.flush()
-    # A burst starts once the nodes are Ready or the previous burst's pods run, and ends when its
+    if "sustained" in line:
+        # "<N> nodes, <phase>  <bound>/<expected> bound ...": the phase whose pods now start.
+        phase = None if " 0/0 " in line else line.split(",", 1)[1].split("  ")[0].strip()
+    # A phase starts once the nodes are Ready or the previous phase's pods run, and ends when its
     # own pods run.
-    if "pods Running," in line and counting:
-        print(f"  server instructions per pod, burst {next(bursts, '?')}: {dump_instructions() / args.pods / 1e6:.3f} M", flush=True)
+    if "pods Running," in line and counting and phase:
+        print(f"  server instructions per pod, {phase}: {dump_instructions() / args.pods / 1e6:.3f} M", flush=True)
     if "Ready in" in line or "pods Running," in line:
         callgrind("-z")
         counting = True
