@@ -2,8 +2,9 @@
 //! the previous pod's search stopped until enough feasible nodes are found
 //! (percentageOfNodesToScore), score those, pick the best; if none fits, try preemption.
 //!
-//! Invariant: a node that fits costs no heap allocation in the filter; failure reasons are
-//! rendered to text once per attempt, only when no node fits.
+//! Invariant: a node that fits costs no heap allocation in the filter; why nodes do not fit is
+//! worked out (a second pass, in kube-scheduler's filter order) and rendered to text only when
+//! no node fits, so the search itself may run the cheapest rejecting filter first.
 
 use crate::cache::{Cache, NodeInfo};
 use crate::plugins::{self, filter, PodRequest, Reason};
@@ -58,23 +59,37 @@ pub fn decide(cache: &mut Cache, uid: &str, pod: &Pod) -> Decision {
     let total = cache.nodes.len();
     let wanted = feasible_nodes_to_find(total);
     let preempting = preemption::eligible(uid, pod, cache);
-    let mut reasons: Vec<(Reason, usize)> = Vec::new();
-    let mut resolvable: Vec<&str> = Vec::new();
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted.min(total));
     let mut last_processed: Option<&str> = None;
+    // From where the previous search stopped, round to it.
     let start = cache.next_start.as_str();
-    let from_start = cache.nodes.range::<str, _>((Bound::Included(start), Bound::Unbounded));
-    let before_start = cache.nodes.range::<str, _>((Bound::Unbounded, Bound::Excluded(start)));
-    for (name, node) in from_start.chain(before_start) {
+    let in_search_order = || {
+        let from_start = cache.nodes.range::<str, _>((Bound::Included(start), Bound::Unbounded));
+        from_start.chain(cache.nodes.range::<str, _>((Bound::Unbounded, Bound::Excluded(start))))
+    };
+    for (name, node) in in_search_order() {
         last_processed = Some(name);
-        match filter(&request, topology.as_ref(), node) {
-            Ok(()) => {
-                feasible.push(node);
-                if feasible.len() >= wanted {
-                    break;
-                }
+        // Whether it fits is the same in any order of the filters: the topology filter (a few
+        // look-ups, and what rejects most nodes for a spread or anti-affine pod) goes first.
+        // Why a node does not fit matters only when none does (below).
+        if topology.as_ref().is_none_or(|t| t.filter(node).is_ok()) && filter(&request, None, node).is_ok() {
+            feasible.push(node);
+            if feasible.len() >= wanted {
+                break;
             }
-            Err(unfit) => {
+        }
+    }
+    let next_start = last_processed
+        .and_then(|last| cache.nodes.range::<str, _>((Bound::Excluded(last), Bound::Unbounded)).next())
+        .map(|(name, _)| name.clone())
+        .unwrap_or_default();
+    if feasible.is_empty() {
+        // Every node was looked at and none fits: again, for the reasons, in kube-scheduler's
+        // filter order (each node is reported under the first filter that rejects it).
+        let mut reasons: Vec<(Reason, usize)> = Vec::new();
+        let mut resolvable: Vec<&str> = Vec::new();
+        for (name, node) in in_search_order() {
+            if let Err(unfit) = filter(&request, topology.as_ref(), node) {
                 for reason in unfit.reasons() {
                     match reasons.iter_mut().find(|(r, _)| r == reason) {
                         Some((_, count)) => *count += 1,
@@ -86,12 +101,6 @@ pub fn decide(cache: &mut Cache, uid: &str, pod: &Pod) -> Decision {
                 }
             }
         }
-    }
-    let next_start = last_processed
-        .and_then(|last| cache.nodes.range::<str, _>((Bound::Excluded(last), Bound::Unbounded)).next())
-        .map(|(name, _)| name.clone())
-        .unwrap_or_default();
-    if feasible.is_empty() {
         let rendered: BTreeMap<String, usize> = reasons.iter().map(|(reason, count)| (reason.to_string(), *count)).collect();
         let message = plugins::unschedulable_message(total, &rendered);
         let preemption = if preempting { preemption::find(cache, &request, topology.as_ref(), &resolvable) } else { None };
