@@ -116,11 +116,11 @@ impl Scheduler {
     fn on_pod_event(&self, kind: &str, event: PodEvent) {
         let pod = match event {
             PodEvent::Listed(pod) => *pod,
-            PodEvent::Watched(line) => {
-                if kind == "MODIFIED" && self.lock().cache.still_counts(&line.glance) {
+            PodEvent::Watched(watched) => {
+                if kind == "MODIFIED" && self.lock().cache.still_counts(&watched.glance) {
                     return;
                 }
-                match serde_json::from_slice::<WatchedPod>(&line.text) {
+                match serde_json::from_slice::<WatchedPod>(&watched.text) {
                     Ok(watched) => watched.object.into(),
                     Err(error) => return tracing::warn!(%error, "cannot decode a pod event"),
                 }
@@ -351,21 +351,23 @@ impl Scheduler {
 /// with its text kept for decoding when the glance shows something the scheduler counts changed.
 enum PodEvent {
     Listed(Box<Pod>),
-    Watched(GlancedEvent),
+    Watched(WatchedPodEvent),
 }
 
-struct GlancedEvent {
+struct WatchedPodEvent {
     glance: cache::PodGlance,
     text: Bytes,
 }
 
+/// A watch event's type and a glance at its pod.
 #[derive(serde::Deserialize)]
-struct GlanceEvent {
+struct EventGlance {
     #[serde(rename = "type")]
     kind: String,
     object: cache::PodGlance,
 }
 
+/// A watch event's pod, decoded as the scheduler reads it.
 #[derive(serde::Deserialize)]
 struct WatchedPod {
     object: PodAsRead,
@@ -412,8 +414,8 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
         // counts: a glance at a few fields tells, so they are never decoded whole.
         let listed = |item: serde_json::Value| serde_json::from_value::<PodAsRead>(item).ok().map(|pod| PodEvent::Listed(Box::new(pod.into())));
         let watched = |text: &Bytes| {
-            let event = serde_json::from_slice::<GlanceEvent>(text).ok()?;
-            Some((event.kind, PodEvent::Watched(GlancedEvent { glance: event.object, text: text.clone() })))
+            let event = serde_json::from_slice::<EventGlance>(text).ok()?;
+            Some((event.kind, PodEvent::Watched(WatchedPodEvent { glance: event.object, text: text.clone() })))
         };
         tokio::spawn(async move { tugboat_client::inform_decoding(&scheduler.client.clone(), "/api/v1/pods", listed, watched, |kind, event| scheduler.on_pod_event(kind, event)).await })
     };
