@@ -423,9 +423,10 @@ impl Objects {
                         set_resource_version(&mut gone, kv.mod_revision);
                         return Ok(Deleted::Gone(gone));
                     }
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
-                    Err(e) => return Err(ApiError::from_store(e)),
+                    Err(lost) => {
+                        retry_after(lost, false, &target)?;
+                        continue;
+                    }
                 }
             };
             if marked == current || options.dry_run {
@@ -438,9 +439,7 @@ impl Objects {
                     set_resource_version(&mut marked, new_revision);
                     return Ok(Deleted::Pending(marked));
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&target)),
-                Err(e) => return Err(ApiError::from_store(e)),
+                Err(lost) => retry_after(lost, false, &target)?,
             }
         }
         Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
