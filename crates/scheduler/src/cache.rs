@@ -483,6 +483,11 @@ impl Domains {
         self.keys.get(key).copied()
     }
 
+    /// How many values of `key` have ids (some may no longer be on any node).
+    pub fn values_of_key(&self, key: KeyId) -> usize {
+        self.values.get(key as usize).map_or(0, |values| values.nodes.len())
+    }
+
     /// How many distinct values of `key` the nodes carry.
     pub fn of_key(&self, key: KeyId) -> usize {
         self.values.get(key as usize).map_or(0, |values| values.populated)

@@ -72,7 +72,7 @@ pub fn decide(cache: &mut Cache, uid: &str, pod: &Pod) -> Decision {
         // Whether it fits is the same in any order of the filters: the topology filter (a few
         // look-ups, and what rejects most nodes for a spread or anti-affine pod) goes first.
         // Why a node does not fit matters only when none does (below).
-        if topology.as_ref().is_none_or(|t| t.filter(node).is_ok()) && filter(&request, None, node).is_ok() {
+        if topology.as_ref().is_none_or(|t| t.fits(node)) && filter(&request, None, node).is_ok() {
             feasible.push(node);
             if feasible.len() >= wanted {
                 break;
