@@ -8,6 +8,7 @@
 //! values, `""` or `0`. So defaulting is idempotent and never replaces what the user wrote. A field
 //! of the wrong JSON type is left as it is; decoding is what rejects those.
 
+use crate::meta::Pointer;
 use serde_json::{json, Map, Value};
 
 type Object = Map<String, Value>;
@@ -232,7 +233,7 @@ fn generate_job_selector(spec: &mut Object, name: &str, uid: &str) {
 
 /// The labels of a workload's pod template, when it has some (possibly none: `{}`).
 fn template_labels(spec: &Object) -> Option<Value> {
-    spec.get("template").and_then(|t| t.pointer("/metadata/labels")).filter(|l| l.is_object()).cloned()
+    spec.get("template").and_then(|t| t.at("/metadata/labels")).filter(|l| l.is_object()).cloned()
 }
 
 fn persistent_volume_claim(claim: &mut Object) {

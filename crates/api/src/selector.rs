@@ -1,6 +1,7 @@
 //! Label selectors (`labelSelector=`) and field selectors (`fieldSelector=`), parsed from their
 //! string form and from `metav1.LabelSelector` objects.
 
+use crate::meta::Pointer;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -109,7 +110,7 @@ impl LabelSelector {
 
     /// Whether `object` (a whole API object) is selected by its labels.
     pub fn matches_object(&self, object: &Value) -> bool {
-        self.matches(object.pointer("/metadata/labels").and_then(Value::as_object))
+        self.matches(object.at("/metadata/labels").and_then(Value::as_object))
     }
 }
 

@@ -4,6 +4,7 @@
 //! server always computes every cell, `-o wide` (priority 1) ones included, as kube-apiserver
 //! does; kubectl hides the priority 1 columns unless asked for them.
 
+use crate::meta::Pointer;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -218,11 +219,11 @@ pub static SERVICE_ACCOUNT: TableSpec = TableSpec {
 
 pub static REPLICATION_CONTROLLER: TableSpec = TableSpec {
     columns: &REPLICA_COLUMNS,
-    row: |o, now| replica_row(o, now, format_labels(o.pointer("/spec/selector"))),
+    row: |o, now| replica_row(o, now, format_labels(o.at("/spec/selector"))),
 };
 pub static REPLICA_SET: TableSpec = TableSpec {
     columns: &REPLICA_COLUMNS,
-    row: |o, now| replica_row(o, now, format_label_selector(o.pointer("/spec/selector"))),
+    row: |o, now| replica_row(o, now, format_label_selector(o.at("/spec/selector"))),
 };
 
 const REPLICA_COLUMNS: [Column; 8] = [
@@ -295,7 +296,7 @@ pub static DEPLOYMENT: TableSpec = TableSpec {
 pub static STATEFUL_SET: TableSpec = TableSpec {
     columns: &[NAME, column("Ready", "string", 0, "Number of the pod with ready state"), AGE, CONTAINERS, IMAGES],
     row: |o, now| {
-        let (containers, images) = container_cells(o.pointer("/spec/template"));
+        let (containers, images) = container_cells(o.at("/spec/template"));
         vec![name(o), ratio(o, "/status/readyReplicas", "/spec/replicas"), age(o, now), containers, images]
     },
 };
@@ -388,7 +389,7 @@ pub static ENDPOINT_SLICE: TableSpec = TableSpec {
 
 pub static NETWORK_POLICY: TableSpec = TableSpec {
     columns: &[NAME, column("Pod-Selector", "string", 0, "Selects the pods to which this NetworkPolicy object applies."), AGE],
-    row: |o, now| vec![name(o), format_label_selector(o.pointer("/spec/podSelector")).into(), age(o, now)],
+    row: |o, now| vec![name(o), format_label_selector(o.at("/spec/podSelector")).into(), age(o, now)],
 };
 
 pub static ROLE_BINDING: TableSpec = TableSpec {
@@ -426,15 +427,15 @@ fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
 }
 
 fn int(object: &Value, pointer: &str) -> i64 {
-    object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+    object.at(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
 
 fn list<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
-    object.pointer(pointer).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    object.at(pointer).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 fn object_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a Map<String, Value>> {
-    object.pointer(pointer).and_then(Value::as_object)
+    object.at(pointer).and_then(Value::as_object)
 }
 
 /// The number of entries of the map at `pointer`.
@@ -562,7 +563,7 @@ fn pod_row(pod: &Value, now: jiff::Timestamp) -> Vec<Value> {
         if sidecar {
             sidecar_restarts.add(status);
         }
-        let terminated = status.pointer("/state/terminated");
+        let terminated = status.at("/state/terminated");
         let waiting_reason = text(status, "/state/waiting/reason");
         if terminated.is_some_and(|t| int(t, "/exitCode") == 0) {
             continue;
@@ -591,9 +592,9 @@ fn pod_row(pod: &Value, now: jiff::Timestamp) -> Vec<Value> {
             let waiting_reason = text(status, "/state/waiting/reason");
             if !waiting_reason.is_empty() {
                 reason = waiting_reason.to_string();
-            } else if let Some(terminated) = status.pointer("/state/terminated") {
+            } else if let Some(terminated) = status.at("/state/terminated") {
                 reason = termination_reason(terminated);
-            } else if status.get("ready").and_then(Value::as_bool) == Some(true) && status.pointer("/state/running").is_some() {
+            } else if status.get("ready").and_then(Value::as_bool) == Some(true) && status.at("/state/running").is_some() {
                 has_running = true;
                 ready += 1;
             }
@@ -604,7 +605,7 @@ fn pod_row(pod: &Value, now: jiff::Timestamp) -> Vec<Value> {
         }
     }
 
-    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+    if pod.at("/metadata/deletionTimestamp").is_some() {
         if text(pod, "/status/reason") == "NodeLost" {
             reason = "Unknown".into();
         } else if phase != "Succeeded" && phase != "Failed" {
@@ -697,7 +698,7 @@ fn service_row(service: &Value, now: jiff::Timestamp) -> Vec<Value> {
         external_ip(service).into(),
         none_if_empty(ports.join(",")).into(),
         age(service, now),
-        format_labels(service.pointer("/spec/selector")).into(),
+        format_labels(service.at("/spec/selector")).into(),
     ]
 }
 
@@ -823,7 +824,7 @@ fn storage_class(object: &Value) -> &str {
 
 /// A phase, or "Terminating" once deletion has begun.
 fn phase_or_terminating(object: &Value) -> Value {
-    if object.pointer("/metadata/deletionTimestamp").is_some() {
+    if object.at("/metadata/deletionTimestamp").is_some() {
         "Terminating".into()
     } else {
         text(object, "/status/phase").into()
@@ -835,7 +836,7 @@ fn unset_if_empty(value: &str) -> Value {
 }
 
 fn persistent_volume_row(volume: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let claim = match volume.pointer("/spec/claimRef") {
+    let claim = match volume.at("/spec/claimRef") {
         Some(claim) => format!("{}/{}", text(claim, "/namespace"), text(claim, "/name")),
         None => String::new(),
     };
@@ -891,7 +892,7 @@ fn resource_quota_row(quota: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let mut resources: Vec<(&String, &Value)> = object_at(quota, "/status/hard").into_iter().flatten().collect();
     resources.sort_by(|a, b| a.0.cmp(b.0));
     for (resource, hard) in resources {
-        let used = quota.pointer("/status/used").and_then(|u| u.get(resource)).and_then(Value::as_str).unwrap_or("0");
+        let used = quota.at("/status/used").and_then(|u| u.get(resource)).and_then(Value::as_str).unwrap_or("0");
         let entry = format!("{resource}: {used}/{}", hard.as_str().unwrap_or("0"));
         if resource.starts_with("limits.") {
             limits.push(entry);
@@ -913,7 +914,7 @@ fn node_row(node: &Value, now: jiff::Timestamp) -> Vec<Value> {
         Some(_) => "NotReady".to_string(),
         None => "Unknown".to_string(),
     };
-    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+    if node.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
         status.push_str(",SchedulingDisabled");
     }
     // Roles come from `node-role.kubernetes.io/<role>` keys and `kubernetes.io/role=<role>`.
@@ -1043,8 +1044,8 @@ fn event_row(fields: &EventFields, now: jiff::Timestamp) -> Vec<Value> {
 // Workloads.
 
 fn deployment_row(deployment: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let (containers, images) = container_cells(deployment.pointer("/spec/template"));
-    let selector = selector_string(deployment.pointer("/spec/selector")).unwrap_or_else(|()| "<invalid>".into());
+    let (containers, images) = container_cells(deployment.at("/spec/template"));
+    let selector = selector_string(deployment.at("/spec/selector")).unwrap_or_else(|()| "<invalid>".into());
     vec![
         name(deployment),
         ratio(deployment, "/status/readyReplicas", "/spec/replicas"),
@@ -1059,7 +1060,7 @@ fn deployment_row(deployment: &Value, now: jiff::Timestamp) -> Vec<Value> {
 
 /// Replica sets and replication controllers; they differ only in how the selector is written.
 fn replica_row(object: &Value, now: jiff::Timestamp, selector: String) -> Vec<Value> {
-    let (containers, images) = container_cells(object.pointer("/spec/template"));
+    let (containers, images) = container_cells(object.at("/spec/template"));
     vec![
         name(object),
         int(object, "/spec/replicas").into(),
@@ -1073,7 +1074,7 @@ fn replica_row(object: &Value, now: jiff::Timestamp, selector: String) -> Vec<Va
 }
 
 fn daemon_set_row(daemon_set: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let (containers, images) = container_cells(daemon_set.pointer("/spec/template"));
+    let (containers, images) = container_cells(daemon_set.at("/spec/template"));
     let status = |field: &str| Value::from(int(daemon_set, &format!("/status/{field}")));
     vec![
         name(daemon_set),
@@ -1082,11 +1083,11 @@ fn daemon_set_row(daemon_set: &Value, now: jiff::Timestamp) -> Vec<Value> {
         status("numberReady"),
         status("updatedNumberScheduled"),
         status("numberAvailable"),
-        format_labels(daemon_set.pointer("/spec/template/spec/nodeSelector")).into(),
+        format_labels(daemon_set.at("/spec/template/spec/nodeSelector")).into(),
         age(daemon_set, now),
         containers,
         images,
-        format_label_selector(daemon_set.pointer("/spec/selector")).into(),
+        format_label_selector(daemon_set.at("/spec/selector")).into(),
     ]
 }
 
@@ -1097,7 +1098,7 @@ fn job_condition(job: &Value, kind: &str) -> bool {
 
 fn job_row(job: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let succeeded = int(job, "/status/succeeded");
-    let completions = match job.pointer("/spec/completions").and_then(Value::as_i64) {
+    let completions = match job.at("/spec/completions").and_then(Value::as_i64) {
         Some(completions) => format!("{succeeded}/{completions}"),
         // Without completions, any one success completes the job.
         None => match int(job, "/spec/parallelism") {
@@ -1114,7 +1115,7 @@ fn job_row(job: &Value, now: jiff::Timestamp) -> Vec<Value> {
         "Complete"
     } else if job_condition(job, "Failed") {
         "Failed"
-    } else if job.pointer("/metadata/deletionTimestamp").is_some() {
+    } else if job.at("/metadata/deletionTimestamp").is_some() {
         "Terminating"
     } else if job_condition(job, "Suspended") {
         "Suspended"
@@ -1123,7 +1124,7 @@ fn job_row(job: &Value, now: jiff::Timestamp) -> Vec<Value> {
     } else {
         "Running"
     };
-    let (containers, images) = container_cells(job.pointer("/spec/template"));
+    let (containers, images) = container_cells(job.at("/spec/template"));
     vec![
         name(job),
         status.into(),
@@ -1132,7 +1133,7 @@ fn job_row(job: &Value, now: jiff::Timestamp) -> Vec<Value> {
         age(job, now),
         containers,
         images,
-        format_label_selector(job.pointer("/spec/selector")).into(),
+        format_label_selector(job.at("/spec/selector")).into(),
     ]
 }
 
@@ -1141,13 +1142,13 @@ fn cron_job_row(cron_job: &Value, now: jiff::Timestamp) -> Vec<Value> {
         "" => "<none>".to_string(),
         time => since(time, now),
     };
-    let suspend = match cron_job.pointer("/spec/suspend").and_then(Value::as_bool) {
+    let suspend = match cron_job.at("/spec/suspend").and_then(Value::as_bool) {
         Some(true) => "True",
         Some(false) => "False",
         None => "<unset>",
     };
-    let timezone = cron_job.pointer("/spec/timeZone").and_then(Value::as_str).unwrap_or("<none>");
-    let job_template = cron_job.pointer("/spec/jobTemplate/spec");
+    let timezone = cron_job.at("/spec/timeZone").and_then(Value::as_str).unwrap_or("<none>");
+    let job_template = cron_job.at("/spec/jobTemplate/spec");
     let (containers, images) = container_cells(job_template.and_then(|s| s.get("template")));
     vec![
         name(cron_job),
@@ -1185,7 +1186,7 @@ fn controller_of(object: &Value) -> String {
 
 fn horizontal_pod_autoscaler_row(hpa: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let reference = format!("{}/{}", text(hpa, "/spec/scaleTargetRef/kind"), text(hpa, "/spec/scaleTargetRef/name"));
-    let min_pods = hpa.pointer("/spec/minReplicas").and_then(Value::as_i64).map_or_else(|| "<unset>".into(), |n| n.to_string());
+    let min_pods = hpa.at("/spec/minReplicas").and_then(Value::as_i64).map_or_else(|| "<unset>".into(), |n| n.to_string());
     vec![
         name(hpa),
         reference.into(),
@@ -1215,8 +1216,8 @@ fn hpa_targets(hpa: &Value) -> String {
                 "External" => value_metric(&spec["external"], current_of("external")),
                 "Object" => value_metric(&spec["object"], current_of("object")),
                 "Pods" => {
-                    let current = current_of("pods").map_or_else(unknown, |s| quantity(s.pointer("/current/averageValue")));
-                    format!("{current}/{}", quantity(spec.pointer("/pods/target/averageValue")))
+                    let current = current_of("pods").map_or_else(unknown, |s| quantity(s.at("/current/averageValue")));
+                    format!("{current}/{}", quantity(spec.at("/pods/target/averageValue")))
                 }
                 "Resource" => resource_metric(&spec["resource"], current_of("resource")),
                 "ContainerResource" => resource_metric(&spec["containerResource"], current_of("containerResource")),
@@ -1242,17 +1243,17 @@ fn quantity(value: Option<&Value>) -> String {
 
 /// External and object metrics: an average value (marked "(avg)") or a plain value.
 fn value_metric(source: &Value, status: Option<&Value>) -> String {
-    match source.pointer("/target/averageValue") {
+    match source.at("/target/averageValue") {
         Some(average) if !average.is_null() => {
             let current = status
-                .and_then(|s| s.pointer("/current/averageValue"))
+                .and_then(|s| s.at("/current/averageValue"))
                 .filter(|v| !v.is_null())
                 .map_or_else(unknown, |v| quantity(Some(v)));
             format!("{current}/{} (avg)", quantity(Some(average)))
         }
         _ => {
-            let current = status.map_or_else(unknown, |s| quantity(s.pointer("/current/value")));
-            format!("{current}/{}", quantity(source.pointer("/target/value")))
+            let current = status.map_or_else(unknown, |s| quantity(s.at("/current/value")));
+            format!("{current}/{}", quantity(source.at("/target/value")))
         }
     }
 }
@@ -1260,15 +1261,15 @@ fn value_metric(source: &Value, status: Option<&Value>) -> String {
 /// Resource and container resource metrics: `name: current/target`, as a value or utilization.
 fn resource_metric(source: &Value, status: Option<&Value>) -> String {
     let resource = text(source, "/name");
-    match source.pointer("/target/averageValue") {
+    match source.at("/target/averageValue") {
         Some(average) if !average.is_null() => {
-            let current = status.map_or_else(unknown, |s| quantity(s.pointer("/current/averageValue")));
+            let current = status.map_or_else(unknown, |s| quantity(s.at("/current/averageValue")));
             format!("{resource}: {current}/{}", quantity(Some(average)))
         }
         _ => {
             let percent = |v: Option<&Value>| v.and_then(Value::as_i64).map(|n| format!("{n}%"));
-            let current = percent(status.and_then(|s| s.pointer("/current/averageUtilization"))).unwrap_or_else(unknown);
-            let target = percent(source.pointer("/target/averageUtilization")).unwrap_or_else(|| "<auto>".into());
+            let current = percent(status.and_then(|s| s.at("/current/averageUtilization"))).unwrap_or_else(unknown);
+            let target = percent(source.at("/target/averageUtilization")).unwrap_or_else(|| "<auto>".into());
             format!("{resource}: {current}/{target}")
         }
     }

@@ -6,6 +6,7 @@
 //! as kube-apiserver does, so a field defaulting always fills is reported as required when unset.
 //! Fields of the wrong JSON type read as unset; decoding is what rejects them.
 
+use crate::meta::Pointer;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -847,7 +848,7 @@ fn selector_rules(spec: &Value, required_selector: bool, empty_invalid_for: Opti
 /// else the mismatch, if any. A missing selector selects nothing; an empty one, everything.
 fn template_selection(selector: Option<&Value>, template: &Value) -> Result<Option<FieldError>, ()> {
     let selector = LabelSelector::from_object(selector.unwrap_or(&Value::Null)).map_err(|_| ())?;
-    let template_labels = template.pointer("/metadata/labels");
+    let template_labels = template.at("/metadata/labels");
     let selected = selector.is_some_and(|s| s.matches(template_labels.and_then(Value::as_object)));
     Ok((!selected).then(|| {
         invalid("spec.template.metadata.labels", &go_string_map(template_labels), "`selector` does not match template `labels`")
@@ -997,8 +998,8 @@ struct SpecContext<'a> {
 /// A workload's pod template: its labels, annotations and pod spec.
 fn pod_template(template: &Value, path: &str, context: SpecContext) -> Vec<FieldError> {
     // Kubernetes reports the template's metadata at `<path>.labels`, without `.metadata`.
-    let mut errors = labels(template.pointer("/metadata/labels"), &format!("{path}.labels"));
-    errors.extend(annotations(template.pointer("/metadata/annotations"), &format!("{path}.annotations")));
+    let mut errors = labels(template.at("/metadata/labels"), &format!("{path}.labels"));
+    errors.extend(annotations(template.at("/metadata/annotations"), &format!("{path}.annotations")));
     let spec = field(template, "spec");
     errors.extend(pod_spec(spec, &format!("{path}.spec"), context));
     if !array(spec, "ephemeralContainers").is_empty() {

@@ -5,6 +5,7 @@
 //!
 //! Invariant: the API server never interprets a stream's bytes; protocols are the agent's business.
 
+use tugboat_api::meta::Pointer;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -33,13 +34,13 @@ fn core(kind: &str) -> &'static tugboat_api::ResourceType {
 
 /// Where a node's agent listens: its InternalIP (else first address) and kubelet port.
 fn agent_address(node: &Value) -> Option<String> {
-    let addresses = node.pointer("/status/addresses").and_then(Value::as_array)?;
+    let addresses = node.at("/status/addresses").and_then(Value::as_array)?;
     let address = addresses
         .iter()
         .find(|a| a["type"] == "InternalIP")
         .or_else(|| addresses.first())
         .and_then(|a| a["address"].as_str())?;
-    let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).filter(|p| *p > 0)?;
+    let port = node.at("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).filter(|p| *p > 0)?;
     Some(if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") })
 }
 

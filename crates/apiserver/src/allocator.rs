@@ -4,6 +4,7 @@
 //! Invariant: allocation and the create that stores it run under one lock, and the lock is held
 //! until the watch cache has seen the new object, so two objects never get the same address.
 
+use tugboat_api::meta::Pointer;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -171,7 +172,7 @@ impl Allocator {
             if let Ok(ip) = meta::str_at(&other, "/spec/clusterIP").parse::<Ipv4Addr>() {
                 used_ips.insert(ip);
             }
-            for port in other.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+            for port in other.at("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(p) = port.get("nodePort").and_then(Value::as_u64) {
                     used_ports.insert(p);
                 }
@@ -204,7 +205,7 @@ impl Allocator {
         }
         if matches!(service_type.as_str(), "NodePort" | "LoadBalancer") {
             let mut next_port = *NODE_PORT_RANGE.start();
-            if let Some(Value::Array(ports)) = service.pointer_mut("/spec/ports") {
+            if let Some(Value::Array(ports)) = service.at_mut("/spec/ports") {
                 for (i, port) in ports.iter_mut().enumerate() {
                     match port.get("nodePort").and_then(Value::as_u64) {
                         Some(p) if used_ports.contains(&p) => {

@@ -6,6 +6,7 @@
 //! is advanced only after the event it names is visible in the resource's state and event log.
 //! Invariant: the cache never writes to the store.
 
+use tugboat_api::meta::Pointer;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -47,7 +48,7 @@ struct Selectable {
 impl Selectable {
     fn of(resource: &ResourceType, object: &Value) -> Self {
         Selectable {
-            labels: object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default(),
+            labels: object.at("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default(),
             fields: resource.field_selectors.iter().map(|path| meta::field_value(object, path)).collect(),
         }
     }

@@ -1,5 +1,6 @@
 //! HTTP verbs on resources: one generic implementation for every registered kind.
 
+use tugboat_api::meta::Pointer;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
@@ -280,7 +281,7 @@ impl ApiServer {
                     (None, None) => scale.clone(),
                 };
                 let replicas = desired
-                    .pointer("/spec/replicas")
+                    .at("/spec/replicas")
                     .and_then(Value::as_i64)
                     .filter(|r| *r >= 0 && *r <= i64::from(i32::MAX))
                     .ok_or_else(|| {
@@ -307,7 +308,7 @@ impl ApiServer {
     /// `kubernetes` finalizer off lets the namespace go).
     async fn finalize(&self, namespaces: &'static ResourceType, name: &str, headers: &HeaderMap, body: &Bytes, query: &Query, format: Format) -> ApiResult<Response> {
         let incoming = decode_body(headers, body)?;
-        let finalizers = incoming.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+        let finalizers = incoming.at("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
         if !finalizers.as_array().is_some_and(|f| f.iter().all(Value::is_string)) {
             return Err(ApiError::bad_request("spec.finalizers must be a list of strings"));
         }
@@ -367,7 +368,7 @@ fn parse_revision(text: &str) -> ApiResult<i64> {
 
 /// The autoscaling/v1 Scale view of an object with `.spec.replicas`.
 fn scale_of(resource: &ResourceType, object: &Value) -> Value {
-    let selector = object.pointer("/spec/selector").map(|s| {
+    let selector = object.at("/spec/selector").map(|s| {
         if resource.kind == "ReplicationController" {
             // An RC's selector is a plain label map.
             s.as_object()
@@ -384,13 +385,13 @@ fn scale_of(resource: &ResourceType, object: &Value) -> Value {
             scale_meta[field] = v.clone();
         }
     }
-    let mut status = json!({"replicas": object.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0)});
+    let mut status = json!({"replicas": object.at("/status/replicas").and_then(Value::as_i64).unwrap_or(0)});
     if let Some(selector) = selector {
         status["selector"] = selector.into();
     }
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
-        "spec": {"replicas": object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "spec": {"replicas": object.at("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
         "status": status,
     })
 }
@@ -433,8 +434,8 @@ fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> ApiResult
     Ok(DeleteOptions {
         grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64).or(query.integer("gracePeriodSeconds")?),
         propagation_policy: policy.or_else(|| orphan.filter(|o| *o).map(|_| "Orphan".to_owned())),
-        precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned),
-        precondition_revision: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_owned),
+        precondition_uid: body.at("/preconditions/uid").and_then(Value::as_str).map(str::to_owned),
+        precondition_revision: body.at("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_owned),
         dry_run,
     })
 }
@@ -475,7 +476,7 @@ impl Patch {
                 .ok()
                 .and_then(|ops| ops.as_array().cloned())
                 .is_some_and(|ops| ops.iter().any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion"))),
-            Patch::Merge(p) | Patch::Strategic(p) => p.pointer("/metadata/resourceVersion").is_some_and(|v| !v.is_null()),
+            Patch::Merge(p) | Patch::Strategic(p) => p.at("/metadata/resourceVersion").is_some_and(|v| !v.is_null()),
         }
     }
 

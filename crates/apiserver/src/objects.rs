@@ -6,6 +6,7 @@
 //! Invariant: a write to the main resource never changes `.status`; a write to `/status`
 //! changes only `.status`; only pods/binding changes both, in one write.
 
+use tugboat_api::meta::Pointer;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -522,7 +523,7 @@ fn generated_name(prefix: &str) -> String {
 }
 
 fn is_deleting(object: &Value) -> bool {
-    object.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+    object.at("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
 }
 
 /// Whether a write leaves a deleting object with nothing left to wait for: no finalizers and no
@@ -530,16 +531,16 @@ fn is_deleting(object: &Value) -> bool {
 fn deletion_complete(resource: &ResourceType, object: &Value) -> bool {
     let namespace_finalizers = resource.group.is_empty()
         && resource.kind == "Namespace"
-        && object.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        && object.at("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     is_deleting(object)
         && finalizers(object).is_empty()
         && !namespace_finalizers
-        && object.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
+        && object.at("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
 }
 
 fn finalizers(object: &Value) -> Vec<String> {
     object
-        .pointer("/metadata/finalizers")
+        .at("/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
@@ -583,10 +584,10 @@ fn prepare_for_create(resource: &ResourceType, object: &mut Value) {
 fn qos_class(pod: &Value) -> &'static str {
     let containers: Vec<&Value> = ["containers", "initContainers"]
         .iter()
-        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .filter_map(|f| pod.at(&format!("/spec/{f}")).and_then(Value::as_array))
         .flatten()
         .collect();
-    let resources = |c: &Value, kind: &str, name: &str| c.pointer(&format!("/resources/{kind}/{name}")).cloned();
+    let resources = |c: &Value, kind: &str, name: &str| c.at(&format!("/resources/{kind}/{name}")).cloned();
     let mut any = false;
     let mut guaranteed = true;
     for c in &containers {
@@ -629,7 +630,7 @@ fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: 
         metadata.insert("resourceVersion".into(), rv.clone());
     }
     if resource.tracks_generation() && !same_spec(current, &next) {
-        let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let generation = current.at("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         meta::metadata_mut(&mut next).insert("generation".into(), generation.into());
     }
     next
@@ -649,7 +650,7 @@ fn with_status_of(mut object: Value, source: &Value) -> Value {
 /// `object` with `.spec.finalizers` taken from `source` (removed if `source` has none).
 fn with_finalizers_of(mut object: Value, source: &Value) -> Value {
     let spec = meta::object_field_mut(&mut object, "spec");
-    match source.pointer("/spec/finalizers") {
+    match source.at("/spec/finalizers") {
         Some(finalizers) => spec.insert("finalizers".into(), finalizers.clone()),
         None => spec.remove("finalizers"),
     };
@@ -702,11 +703,11 @@ fn mark_for_deletion(resource: &ResourceType, current: &Value, options: &DeleteO
     let bound_pod = is_pod && !meta::str_at(current, "/spec/nodeName").is_empty();
     let grace = options
         .grace_period_seconds
-        .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| current.at("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
         .unwrap_or(30)
         .max(0);
     let namespace_finalizers = is_namespace
-        && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        && current.at("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     // A bound pod's containers must stop first: its node agent finishes the deletion.
     let graceful_pod = bound_pod && grace > 0;
     if finalizers.is_empty() && !namespace_finalizers && !graceful_pod {
@@ -723,7 +724,7 @@ fn mark_for_deletion(resource: &ResourceType, current: &Value, options: &DeleteO
         metadata.insert("deletionGracePeriodSeconds".into(), (if graceful_pod { grace } else { 0 }).into());
     } else if graceful_pod {
         // A second delete may shorten the grace period, never lengthen it.
-        let previous = current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(grace);
+        let previous = current.at("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(grace);
         metadata.insert("deletionGracePeriodSeconds".into(), grace.min(previous).into());
     }
     if !finalizers.is_empty() {
