@@ -60,7 +60,7 @@ impl Shape {
 
     /// Decodes JSON text, keeping only this shape.
     pub fn decode(&self, json: &[u8]) -> Result<Value, serde_json::Error> {
-        let mut deserializer = serde_json::Deserializer::from_slice(json);
+        let mut deserializer = serde_json::Deserializer::from_str(crate::json::text(json)?);
         let value = self.deserialize(&mut deserializer)?;
         deserializer.end()?;
         Ok(value)

@@ -84,7 +84,7 @@ impl CachedObject {
     }
 
     pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+        tugboat_api::json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 }
 
@@ -180,7 +180,7 @@ impl ResourceCache {
                 return Ok(CachedObject::with_json(resource, key.to_owned(), revision, json));
             }
         }
-        let mut object: Value = serde_json::from_slice(value)?;
+        let mut object: Value = tugboat_api::json::from_slice(value)?;
         meta::metadata_mut(&mut object).insert("resourceVersion".into(), Value::String(revision.to_string()));
         Ok(CachedObject::from_value(resource, key.to_owned(), &object, revision))
     }

@@ -409,7 +409,7 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     match content_type(headers) {
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
-        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+        "application/json" | "" | "*/*" => tugboat_api::json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
         // kubectl's typed clients (create namespace, create configmap, expose, ...) send these.
         "application/vnd.kubernetes.protobuf" => tugboat_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string())),
@@ -459,7 +459,7 @@ enum Patch {
 
 impl Patch {
     fn parse(headers: &HeaderMap, body: &Bytes) -> ApiResult<Self> {
-        let parse = |body: &Bytes| serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")));
+        let parse = |body: &Bytes| tugboat_api::json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")));
         match content_type(headers) {
             "application/json-patch+json" => Ok(Patch::Json(body.clone())),
             "application/merge-patch+json" => Ok(Patch::Merge(parse(body)?)),
@@ -472,7 +472,7 @@ impl Patch {
     /// Whether the patch itself names a resourceVersion (then a lost race is a 409).
     fn pins_resource_version(&self) -> bool {
         match self {
-            Patch::Json(bytes) => serde_json::from_slice::<Value>(bytes)
+            Patch::Json(bytes) => tugboat_api::json::from_slice::<Value>(bytes)
                 .ok()
                 .and_then(|ops| ops.as_array().cloned())
                 .is_some_and(|ops| ops.iter().any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion"))),

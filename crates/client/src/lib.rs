@@ -161,7 +161,7 @@ impl Client {
         if status.is_success() {
             return Ok(bytes);
         }
-        let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let parsed: Value = tugboat_api::json::from_slice(&bytes).unwrap_or(Value::Null);
         Err(ClientError::Status {
             code: status,
             reason: parsed["reason"].as_str().unwrap_or_default().to_owned(),
@@ -170,7 +170,7 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        Ok(serde_json::from_slice(&self.request(Method::GET, path, None).await?)?)
+        Ok(tugboat_api::json::from_slice(&self.request(Method::GET, path, None).await?)?)
     }
 
     pub async fn create(&self, collection: &str, object: &Value) -> Result<Value, ClientError> {
@@ -181,7 +181,7 @@ impl Client {
     /// are built (`serde::de::IgnoredAny` for none).
     pub async fn create_as<T: serde::de::DeserializeOwned>(&self, collection: &str, object: &Value) -> Result<T, ClientError> {
         let body = Bytes::from(serde_json::to_vec(object)?);
-        Ok(serde_json::from_slice(&self.request(Method::POST, collection, Some(("application/json", body))).await?)?)
+        Ok(tugboat_api::json::from_slice(&self.request(Method::POST, collection, Some(("application/json", body))).await?)?)
     }
 
     /// Creates an Event (see [`events`]).
@@ -198,7 +198,7 @@ impl Client {
     /// [`Self::merge_patch`], decoding the patched object as `T` (see [`Self::create_as`]).
     pub async fn merge_patch_as<T: serde::de::DeserializeOwned>(&self, path: &str, patch: &Value) -> Result<T, ClientError> {
         let body = Bytes::from(serde_json::to_vec(patch)?);
-        Ok(serde_json::from_slice(&self.request(Method::PATCH, path, Some(("application/merge-patch+json", body))).await?)?)
+        Ok(tugboat_api::json::from_slice(&self.request(Method::PATCH, path, Some(("application/merge-patch+json", body))).await?)?)
     }
 
     /// A watch (`path` must carry `watch=true`): one decoded event per item.
@@ -210,10 +210,10 @@ impl Client {
     pub async fn watch_shaped(&self, path: &str, shape: Option<&Shape>) -> Result<BoxStream<'static, Result<Value, ClientError>>, ClientError> {
         let event_shape = shape.map(|shape| Shape::Fields([("type".to_owned(), Shape::All), ("object".to_owned(), shape.clone())].into()));
         let decode = move |line: &[u8]| -> Result<Value, serde_json::Error> {
-            let Some(event_shape) = &event_shape else { return serde_json::from_slice(line) };
+            let Some(event_shape) = &event_shape else { return tugboat_api::json::from_slice(line) };
             let event = event_shape.decode(line)?;
             if event["type"] == "ERROR" {
-                return serde_json::from_slice(line);
+                return tugboat_api::json::from_slice(line);
             }
             Ok(event)
         };
@@ -267,7 +267,7 @@ struct TypedEvent<T> {
 /// errors and 410 Gone. Runs forever (abort its task to stop it).
 pub async fn inform<T: serde::de::DeserializeOwned>(client: &Client, collection: &str, handle: impl Fn(&str, T)) {
     let item = |item: Value| serde_json::from_value::<T>(item).ok();
-    let event = |line: &Bytes| serde_json::from_slice::<TypedEvent<T>>(line).ok().map(|event| (event.kind, event.object));
+    let event = |line: &Bytes| tugboat_api::json::from_slice::<TypedEvent<T>>(line).ok().map(|event| (event.kind, event.object));
     inform_decoding(client, collection, item, event, handle).await
 }
 

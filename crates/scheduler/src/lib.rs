@@ -120,7 +120,7 @@ impl Scheduler {
                 if kind == "MODIFIED" && self.lock().cache.still_counts(&watched.glance) {
                     return;
                 }
-                match serde_json::from_slice::<WatchedPod>(&watched.text) {
+                match tugboat_api::json::from_slice::<WatchedPod>(&watched.text) {
                     Ok(watched) => watched.object.into(),
                     Err(error) => return tracing::warn!(%error, "cannot decode a pod event"),
                 }
@@ -414,7 +414,7 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
         // counts: a glance at a few fields tells, so they are never decoded whole.
         let listed = |item: serde_json::Value| serde_json::from_value::<PodAsRead>(item).ok().map(|pod| PodEvent::Listed(Box::new(pod.into())));
         let watched = |text: &Bytes| {
-            let event = serde_json::from_slice::<EventGlance>(text).ok()?;
+            let event = tugboat_api::json::from_slice::<EventGlance>(text).ok()?;
             Some((event.kind, PodEvent::Watched(WatchedPodEvent { glance: event.object, text: text.clone() })))
         };
         tokio::spawn(async move { tugboat_client::inform_decoding(&scheduler.client.clone(), "/api/v1/pods", listed, watched, |kind, event| scheduler.on_pod_event(kind, event)).await })
