@@ -6,7 +6,6 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use crate::tables::{self, TableSpec};
@@ -250,7 +249,8 @@ fn declarations() -> Vec<ResourceType> {
 pub struct Registry {
     types: Vec<ResourceType>,
     /// Index into `types` by (group, version, plural): every request looks its resource up.
-    by_path: HashMap<(&'static str, &'static str, &'static str), usize>,
+    /// Looked up on every request and by every write: a fast hasher.
+    by_path: foldhash::HashMap<(&'static str, &'static str, &'static str), usize>,
     group_versions: Vec<(&'static str, &'static str)>,
 }
 
