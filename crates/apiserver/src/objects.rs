@@ -658,12 +658,16 @@ fn with_finalizers_of(mut object: Value, source: &Value) -> Value {
 }
 
 /// `current` with `.status` taken from `desired`, built from `desired`: its status moves rather
-/// than being copied twice (status writes are the most frequent writes, and statuses large).
+/// than being copied twice, and its other fields stay where they already equal the current ones
+/// (a status patch leaves them so) rather than being dropped and copied again (status writes are
+/// the most frequent writes, and pods large).
 fn status_into(mut desired: Value, current: &Value) -> Value {
     if let (Value::Object(fields), Value::Object(current_fields)) = (&mut desired, current) {
-        fields.retain(|field, _| field == "status");
+        fields.retain(|field, value| field == "status" || current_fields.get(field) == Some(value));
         for (field, value) in current_fields.iter().filter(|(field, _)| *field != "status") {
-            fields.insert(field.clone(), value.clone());
+            if !fields.contains_key(field) {
+                fields.insert(field.clone(), value.clone());
+            }
         }
         return desired;
     }
