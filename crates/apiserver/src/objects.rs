@@ -278,7 +278,7 @@ impl Objects {
         if resource.group.is_empty() && resource.kind == "Pod" {
             crate::admission::admit_pod(self, &mut object).await?;
         }
-        self.validate(resource, &object)?;
+        self.validate(resource, &object, true)?;
         if resource.namespaced {
             self.require_active_namespace(meta::namespace(&object)).await?;
         }
@@ -334,7 +334,9 @@ impl Objects {
             }
             let mut next = merge_update(resource, &current, desired, part);
             resource.apply_defaults(&mut next);
-            self.validate(resource, &next)?;
+            // A status write changes the status alone (`merge_update`), which no kind-specific
+            // rule reads: like Kubernetes' status strategies, it is not checked against the spec's.
+            self.validate(resource, &next, part != Part::Status)?;
             if matches!(part, Part::Main) {
                 let errors = resource.validate_update(&current, &next);
                 if !errors.is_empty() {
@@ -446,9 +448,12 @@ impl Objects {
         Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
     }
 
-    fn validate(&self, resource: &ResourceType, object: &Value) -> ApiResult<()> {
+    /// The generic metadata checks, and with `kind_rules` the kind's own.
+    fn validate(&self, resource: &ResourceType, object: &Value, kind_rules: bool) -> ApiResult<()> {
         let mut errors = validation::validate_object(resource, object);
-        errors.extend(resource.validate(object));
+        if kind_rules {
+            errors.extend(resource.validate(object));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
