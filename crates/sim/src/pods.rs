@@ -27,8 +27,10 @@ impl Action {
     }
 }
 
-fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+/// The string at `path` (`/spec/nodeName`: field names without escapes), or "". Not
+/// `Value::pointer`, which allocates to unescape each step, for every field of every pod event.
+fn text<'a>(object: &'a Value, path: &str) -> &'a str {
+    path.split('/').skip(1).try_fold(object, |value, field| value.get(field)).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// The action a pod's current state calls for, if it is bound to one of `ours`.
@@ -209,7 +211,9 @@ async fn perform(client: &Client, work: Work) -> Result<(), ClientError> {
         Action::Start { namespace, name, .. } => {
             let status = work.status.unwrap_or(Value::Null);
             let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
-            gone(client.merge_patch_as::<serde::de::IgnoredAny>(&path, &status).await.map(drop))
+            // The answer (the whole pod) is not read: the next watch event shows the pod anyway.
+            let body = bytes::Bytes::from(status.to_string());
+            gone(client.request(http::Method::PATCH, &path, Some(("application/merge-patch+json", body))).await.map(drop))
         }
         Action::Remove { namespace, name, uid } => {
             let options = json!({"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
