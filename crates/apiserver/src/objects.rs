@@ -471,7 +471,9 @@ impl Objects {
         // The cache answers almost always; a namespace created a moment ago may not be in it yet.
         let cached = self.cache.resource(namespaces).object(&keys::object_key(namespaces, "", namespace));
         let object = match cached {
-            // Every create asks: decode only what `is_deleting` reads.
+            // Every create asks: a namespace whose text lacks the field is not being deleted;
+            // otherwise decode only what `is_deleting` reads.
+            Some(object) if memchr::memmem::find(&object.json, b"\"deletionTimestamp\"").is_none() => return Ok(()),
             Some(object) => {
                 static DELETION: std::sync::OnceLock<Shape> = std::sync::OnceLock::new();
                 DELETION.get_or_init(|| Shape::of(&["metadata.deletionTimestamp"])).decode(&object.json).unwrap_or(Value::Null)
