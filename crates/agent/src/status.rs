@@ -1,7 +1,7 @@
-//! A pod's status from what the runtime reports: container states, phase, conditions, QoS class,
+//! A pod's status from what the runtime reports: container states, phase, conditions,
 //! computed as kubelet does. Pure functions, so every rule has a unit test.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use tugboat_cri::api::{ContainerState, ContainerStatus};
 
@@ -129,30 +129,6 @@ pub fn phase(restart_policy: &str, init: &[ContainerView], containers: &[Contain
     }
 }
 
-/// Guaranteed, Burstable or BestEffort, from requests and limits.
-pub fn qos_class(containers: &[Container]) -> &'static str {
-    let mut any = false;
-    let mut guaranteed = true;
-    for container in containers {
-        let resources = container.resources.clone().unwrap_or_default();
-        let limits = resources.limits.unwrap_or_default();
-        let requests = resources.requests.unwrap_or_default();
-        for resource in ["cpu", "memory"] {
-            let limit = limits.get(resource);
-            let request = requests.get(resource).or(limit);
-            any |= limit.is_some() || request.is_some();
-            if limit.is_none() || request.map(|q| &q.0) != limit.map(|q| &q.0) {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
-    }
-}
-
 /// Conditions, keeping each one's lastTransitionTime while its status stays the same.
 pub fn conditions(pod: &Pod, initialized: bool, containers_ready: bool, now: &str) -> Value {
     let previous = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
@@ -238,14 +214,5 @@ mod tests {
         oom.reason = "OOMKilled".into();
         assert_eq!(container_status(&view(Some(oom)), false)["state"]["terminated"]["reason"], "OOMKilled");
         assert_eq!(container_status(&view(None), true)["state"]["waiting"]["reason"], "PodInitializing");
-    }
-
-    #[test]
-    fn qos_classes() {
-        let with = |resources: serde_json::Value| -> Container { serde_json::from_value(json!({"name": "c", "resources": resources})).unwrap() };
-        assert_eq!(qos_class(&[with(json!({}))]), "BestEffort");
-        assert_eq!(qos_class(&[with(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))]), "Guaranteed");
-        assert_eq!(qos_class(&[with(json!({"requests": {"cpu": "1"}}))]), "Burstable");
-        assert_eq!(qos_class(&[with(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}))]), "Burstable");
     }
 }

@@ -659,7 +659,6 @@ impl Worker {
             "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
             "startTime": previous.start_time.map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| now.clone()),
             "containerStatuses": container_statuses,
-            "qosClass": status::qos_class(&pod_spec.containers),
         });
         if !init_statuses.is_empty() {
             status["initContainerStatuses"] = init_statuses.into();

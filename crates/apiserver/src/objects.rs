@@ -587,28 +587,43 @@ fn prepare_for_create(resource: &ResourceType, object: &mut Value) {
     }
 }
 
-/// The pod's QoS class, from its containers' requests and limits, as Kubernetes computes it.
+/// The pod's QoS class as Kubernetes computes it (GetPodQOS): from its containers' and init
+/// containers' positive cpu and memory requests and limits, summed per resource and compared as
+/// quantities, so "1" and "1000m" CPU are the same amount. Guaranteed needs every container to
+/// limit both and the sums of requests to equal the sums of limits; a request left out defaults
+/// to the limit, as creation's defaulting does.
 fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|f| pod.at(&format!("/spec/{f}")).and_then(Value::as_array))
-        .flatten()
-        .collect();
-    let resources = |c: &Value, kind: &str, name: &str| c.at(&format!("/resources/{kind}/{name}")).cloned();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        for name in ["cpu", "memory"] {
-            let (request, limit) = (resources(c, "requests", name), resources(c, "limits", name));
-            any |= request.is_some() || limit.is_some();
-            // A request defaults to the limit when only the limit is given.
-            guaranteed &= limit.is_some() && (request.is_none() || request == limit);
+    // Milli-cores for cpu, bytes for memory: the units each is allocated in.
+    const COMPUTE: [(&str, i32); 2] = [("cpu", -3), ("memory", 0)];
+    let mut requests = [None::<i64>; 2];
+    let mut limits = [None::<i64>; 2];
+    let mut every_container_limits_both = true;
+    let containers = ["/spec/containers", "/spec/initContainers"].into_iter().filter_map(|path| pod.at(path).and_then(Value::as_array)).flatten();
+    for container in containers {
+        let stated = |kind: &str| container.get("resources").and_then(|r| r.get(kind)).and_then(Value::as_object);
+        let (stated_requests, stated_limits) = (stated("requests"), stated("limits"));
+        for (index, (name, scale)) in COMPUTE.into_iter().enumerate() {
+            let positive = |quantity: Option<&Value>| {
+                let quantity = tugboat_api::quantity::Quantity::parse(quantity?.as_str()?).ok()?;
+                quantity.scaled_value(scale).filter(|amount| *amount > 0)
+            };
+            let limit = positive(stated_limits.and_then(|l| l.get(name)));
+            let request = positive(stated_requests.and_then(|r| r.get(name)).or_else(|| stated_limits.and_then(|l| l.get(name))));
+            if let Some(request) = request {
+                requests[index] = Some(requests[index].unwrap_or(0).saturating_add(request));
+            }
+            match limit {
+                Some(limit) => limits[index] = Some(limits[index].unwrap_or(0).saturating_add(limit)),
+                None => every_container_limits_both = false,
+            }
         }
     }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
+    if requests == [None; 2] && limits == [None; 2] {
+        "BestEffort"
+    } else if every_container_limits_both && requests == limits {
+        "Guaranteed"
+    } else {
+        "Burstable"
     }
 }
 
@@ -815,6 +830,21 @@ mod tests {
         assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
         assert_eq!(qos_class(&pod(json!({"limits":{"cpu":"1","memory":"1Gi"}}))), "Guaranteed");
         assert_eq!(qos_class(&pod(json!({"requests":{"cpu":"1"}}))), "Burstable");
+        assert_eq!(qos_class(&pod(json!({"limits":{"cpu":"1"}}))), "Burstable", "memory is not limited");
+        assert_eq!(qos_class(&pod(json!({"limits":{"cpu":"1","memory":"1Gi"},"requests":{"cpu":"500m"}}))), "Burstable");
+        // Amounts, not spellings.
+        let same = json!({"limits":{"cpu":"1","memory":"1Gi"},"requests":{"cpu":"1000m","memory":"1073741824"}});
+        assert_eq!(qos_class(&pod(same)), "Guaranteed");
+        // Zero is no request at all.
+        assert_eq!(qos_class(&pod(json!({"requests":{"cpu":"0","memory":"0"}}))), "BestEffort");
+        // Summed per resource over containers and init containers; every one must limit both.
+        let limited = json!({"resources":{"limits":{"cpu":"250m","memory":"64Mi"}}});
+        let both = json!({"spec":{"containers":[limited.clone(),{"resources":{"limits":{"cpu":"1","memory":"1Gi"},"requests":{"cpu":"1","memory":"1Gi"}}}],"initContainers":[limited.clone()]}});
+        assert_eq!(qos_class(&both), "Guaranteed");
+        let unlimited_init = json!({"spec":{"containers":[limited.clone()],"initContainers":[{"resources":{"requests":{"cpu":"100m"}}}]}});
+        assert_eq!(qos_class(&unlimited_init), "Burstable");
+        let bare_second = json!({"spec":{"containers":[limited, {}]}});
+        assert_eq!(qos_class(&bare_second), "Burstable");
     }
 
     #[test]
