@@ -118,10 +118,11 @@ pub fn field_value(object: &Value, dotted_path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn pointers_resolve_as_rfc_6901_says() {
-        let mut object = serde_json::json!({"a": {"b/c": [1, {"d~e": 2}], "": 3}});
+        let mut object = json!({"a": {"b/c": [1, {"d~e": 2}], "": 3}});
         assert_eq!(object.at(""), Some(&object.clone()));
         assert_eq!(object.at("/a/b~1c/1/d~0e"), Some(&2.into()));
         assert_eq!(object.at("/a/"), Some(&3.into()), "an empty token names the empty key");
@@ -135,7 +136,6 @@ mod tests {
             assert_eq!(object.at(pointer), object.pointer(pointer), "{pointer}");
         }
     }
-    use serde_json::json;
 
     #[test]
     fn field_values_render_like_kubernetes() {

@@ -607,8 +607,9 @@ fn qos_class(pod: &Value) -> &'static str {
                 let quantity = tugboat_api::quantity::Quantity::parse(quantity?.as_str()?).ok()?;
                 quantity.scaled_value(scale).filter(|amount| *amount > 0)
             };
-            let limit = positive(stated_limits.and_then(|l| l.get(name)));
-            let request = positive(stated_requests.and_then(|r| r.get(name)).or_else(|| stated_limits.and_then(|l| l.get(name))));
+            let stated_limit = stated_limits.and_then(|l| l.get(name));
+            let limit = positive(stated_limit);
+            let request = positive(stated_requests.and_then(|r| r.get(name)).or(stated_limit));
             if let Some(request) = request {
                 requests[index] = Some(requests[index].unwrap_or(0).saturating_add(request));
             }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
+use tugboat_api::meta::str_at;
 use tugboat_client::{Client, ClientError, Shape};
 
 /// What the simulator does about one pod event.
@@ -27,23 +28,18 @@ impl Action {
     }
 }
 
-/// The string at `path` (`/spec/nodeName`: field names without escapes), or "". Not
-/// `Value::pointer`, which allocates to unescape each step, for every field of every pod event.
-fn text<'a>(object: &'a Value, path: &str) -> &'a str {
-    path.split('/').skip(1).try_fold(object, |value, field| value.get(field)).and_then(Value::as_str).unwrap_or_default()
-}
 
 /// The action a pod's current state calls for, if it is bound to one of `ours`.
 pub fn decide(pod: &Value, ours: &HashMap<String, SimNode>) -> Option<Action> {
-    let node = text(pod, "/spec/nodeName");
+    let node = str_at(pod, "/spec/nodeName");
     if !ours.contains_key(node) {
         return None;
     }
-    let (namespace, name, uid) = (text(pod, "/metadata/namespace").to_owned(), text(pod, "/metadata/name").to_owned(), text(pod, "/metadata/uid").to_owned());
+    let (namespace, name, uid) = (str_at(pod, "/metadata/namespace").to_owned(), str_at(pod, "/metadata/name").to_owned(), str_at(pod, "/metadata/uid").to_owned());
     if !pod["metadata"]["deletionTimestamp"].is_null() {
         return Some(Action::Remove { namespace, name, uid });
     }
-    match text(pod, "/status/phase") {
+    match str_at(pod, "/status/phase") {
         "" | "Pending" => Some(Action::Start { namespace, name, uid, node: node.to_owned() }),
         _ => None,
     }
@@ -168,8 +164,8 @@ pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize
     };
     let handle = |kind: &str, pod: Value| {
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        let uid = text(&pod, "/metadata/uid").to_owned();
-        let node = text(&pod, "/spec/nodeName").to_owned();
+        let uid = str_at(&pod, "/metadata/uid").to_owned();
+        let node = str_at(&pod, "/spec/nodeName").to_owned();
         let Some(sim_node) = state.nodes.get(&node).cloned() else { return };
         if kind == "DELETED" {
             if let Some(addresses) = state.addresses.get_mut(&node) {
@@ -177,7 +173,7 @@ pub async fn run(client: Client, nodes: HashMap<String, SimNode>, writers: usize
             }
             return;
         }
-        if let Ok(ip) = text(&pod, "/status/podIP").parse::<Ipv4Addr>() {
+        if let Ok(ip) = str_at(&pod, "/status/podIP").parse::<Ipv4Addr>() {
             state.addresses.entry(node.clone()).or_default().keep(&uid, ip, &sim_node.pod_network);
         }
         let Some(action) = decide(&pod, &state.nodes) else { return };
