@@ -7,7 +7,7 @@
 #       pod start latency (API create → Running seen by a watcher) beside the CRI floor measured
 #       in the same run, and the agent's memory.
 #   scripts/bench.sh scale [--nodes 100,1000,5000 --pods 30000 --replicas 10000 --total-pods 150000
-#                           --clients 64 --connections 8]
+#                           --clients 128 --connections 16]
 #       the control plane with simulated nodes (`tugboat sim`): scheduling throughput and latency,
 #       plain and with anti-affinity + topology spread, paced latency, a big Deployment's
 #       rollout time, and the server's memory and store size at the total pod count.
