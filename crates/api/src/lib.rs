@@ -6,6 +6,7 @@
 //! it; it depends on none of them.
 
 pub mod defaults;
+pub mod field_tree;
 pub mod json;
 pub mod meta;
 pub mod patch_strategies;

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use crate::tables::{self, TableSpec};
 use crate::validation::FieldError;
-use crate::{defaults, validation};
+use crate::{defaults, field_tree, validation};
 
 /// Which of the standard subresources a kind serves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,7 +41,10 @@ pub struct ResourceType {
     pub table: &'static TableSpec,
     /// Whether names must be DNS-1035 labels (services, namespaces) rather than DNS-1123 subdomains.
     pub name_rule: NameRule,
-    decode: fn(Value) -> Result<Value, serde_json::Error>,
+    /// Decoding through the kind's k8s-openapi type and back: what [`field_tree::decode`] must
+    /// agree with.
+    #[cfg(test)]
+    pub(crate) typed_round_trip: fn(Value) -> Result<Value, serde_json::Error>,
     schema: fn(&mut SchemaGenerator) -> Schema,
     defaulter: fn(&mut Value),
     validator: fn(&Value) -> Vec<FieldError>,
@@ -78,10 +81,10 @@ impl ResourceType {
         }
     }
 
-    /// Decodes `object` through the kind's typed representation: rejects wrong types and
-    /// normalises the JSON (unknown fields dropped, canonical field order).
-    pub fn decode(&self, object: Value) -> Result<Value, serde_json::Error> {
-        (self.decode)(object)
+    /// Decodes `object` as this kind, as its k8s-openapi type would: rejects wrong types and
+    /// brings the JSON into normal form (see [`field_tree::decode`]).
+    pub fn decode(&self, object: Value) -> Result<Value, field_tree::DecodeError> {
+        field_tree::decode(self, object, None)
     }
 
     /// Fills in the defaults Kubernetes applies on create and update.
@@ -132,7 +135,8 @@ where
         definition: T::schema_name().into_owned(),
         table: &tables::DEFAULT,
         name_rule: NameRule::Dns1123Subdomain,
-        decode: |value| serde_json::from_value::<T>(value).and_then(|typed| serde_json::to_value(typed)),
+        #[cfg(test)]
+        typed_round_trip: |value| serde_json::from_value::<T>(value).and_then(|typed| serde_json::to_value(typed)),
         schema: |generator| generator.subschema_for::<T>(),
         defaulter: |_| {},
         validator: |_| Vec::new(),

@@ -19,7 +19,7 @@ pub struct Definitions {
     /// Hashed: the unknown-field walk of every request body resolves a definition name per
     /// nested object, and the names share long prefixes (`io.k8s.api.core.v1.`) that make an
     /// ordered map's comparisons slow.
-    schemas: HashMap<String, Value>,
+    pub(crate) schemas: HashMap<String, Value>,
 }
 
 static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(Definitions::build);
@@ -97,7 +97,7 @@ impl Definitions {
         self.schemas.get_key_value(definition).map(|(name, schema)| SchemaNode { definition: Some(name.as_str()), schema })
     }
 
-    fn resolve(&'static self, schema: &'static Value) -> SchemaNode {
+    pub(crate) fn resolve(&'static self, schema: &'static Value) -> SchemaNode {
         match reference(schema) {
             Some(name) => match self.schemas.get_key_value(name) {
                 Some((name, target)) => SchemaNode { definition: Some(name.as_str()), schema: target },
@@ -151,8 +151,8 @@ fn collect_refs(schema: &Value, refs: &mut BTreeSet<String>) {
 /// A position in the schema tree: a schema and, if it is a named definition, its name.
 #[derive(Clone, Copy)]
 pub struct SchemaNode {
-    definition: Option<&'static str>,
-    schema: &'static Value,
+    pub(crate) definition: Option<&'static str>,
+    pub(crate) schema: &'static Value,
 }
 
 impl SchemaNode {
@@ -165,16 +165,16 @@ impl SchemaNode {
         self.schema.get("properties").and_then(|p| p.get(name))
     }
 
-    fn additional_properties(&self) -> Option<&'static Value> {
+    pub(crate) fn additional_properties(&self) -> Option<&'static Value> {
         self.schema.get("additionalProperties").filter(|v| v.is_object())
     }
 
-    fn items(&self) -> Option<SchemaNode> {
+    pub(crate) fn items(&self) -> Option<SchemaNode> {
         self.schema.get("items").map(|items| Self::definitions().resolve(items))
     }
 
     /// Free-form objects (RawExtension, `x-kubernetes-preserve-unknown-fields`, untyped maps).
-    fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
             || (self.schema.get("properties").is_none() && self.additional_properties().is_none())
     }
@@ -202,132 +202,6 @@ impl PatchMeta for SchemaNode {
             .unwrap_or_default();
         let child = self.child(name).map(|node| node.items().unwrap_or(node));
         (strategy, child)
-    }
-}
-
-/// Strict field validation: the paths of fields in `object` that its kind's schema does not
-/// know, as Kubernetes reports them (`spec.template.spec.containers[0].bogus`).
-pub fn unknown_fields(resource: &ResourceType, object: &Value) -> Vec<String> {
-    let mut found = Vec::new();
-    let tree = FieldTree::get();
-    if let Some(root) = tree.root(&resource.definition) {
-        tree.walk(object, root, None, &mut found);
-    }
-    found
-}
-
-/// The schemas as the unknown-field walk reads them, compiled once: every request body's every
-/// field is looked up here, and in the definitions that look-up is a chain of string-keyed maps
-/// (`properties`, the field, `$ref`, the definition). Here it is one hashed look-up, with
-/// references resolved to node indices.
-struct FieldTree {
-    nodes: Vec<FieldNode>,
-    /// Definition name → node.
-    roots: foldhash::HashMap<&'static str, usize>,
-}
-
-#[derive(Default)]
-struct FieldNode {
-    /// Free-form: every field is known (RawExtension, `x-kubernetes-preserve-unknown-fields`,
-    /// untyped maps).
-    open: bool,
-    properties: foldhash::HashMap<&'static str, usize>,
-    /// The node of a map's values (`additionalProperties`).
-    any_property: Option<usize>,
-    items: Option<usize>,
-}
-
-static FIELD_TREE: LazyLock<FieldTree> = LazyLock::new(FieldTree::build);
-
-impl FieldTree {
-    fn get() -> &'static FieldTree {
-        &FIELD_TREE
-    }
-
-    fn build() -> Self {
-        let definitions = Definitions::get();
-        let mut tree = FieldTree { nodes: Vec::new(), roots: Default::default() };
-        // Compiled nodes by the address of their (resolved) schema: each schema once, which
-        // also ends the recursion of self-referencing definitions.
-        let mut compiled = HashMap::new();
-        for name in definitions.schemas.keys() {
-            if let Some(node) = definitions.node(name) {
-                let index = tree.compile(node, &mut compiled);
-                tree.roots.insert(name.as_str(), index);
-            }
-        }
-        tree
-    }
-
-    fn compile(&mut self, node: SchemaNode, compiled: &mut HashMap<*const Value, usize>) -> usize {
-        let address: *const Value = node.schema;
-        if let Some(index) = compiled.get(&address) {
-            return *index;
-        }
-        let index = self.nodes.len();
-        self.nodes.push(FieldNode::default());
-        compiled.insert(address, index);
-        let definitions = Definitions::get();
-        let mut properties = foldhash::HashMap::default();
-        for (name, property) in node.schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
-            properties.insert(name.as_str(), self.compile(definitions.resolve(property), compiled));
-        }
-        let any_property = node.additional_properties().map(|schema| self.compile(definitions.resolve(schema), compiled));
-        let items = node.items().map(|items| self.compile(items, compiled));
-        self.nodes[index] = FieldNode { open: node.is_open(), properties, any_property, items };
-        index
-    }
-
-    fn root(&self, definition: &str) -> Option<usize> {
-        self.roots.get(definition).copied()
-    }
-
-    fn walk(&self, value: &Value, node: usize, at: Option<&Step>, found: &mut Vec<String>) {
-        let node = &self.nodes[node];
-        match value {
-            Value::Object(map) => {
-                if node.open {
-                    return;
-                }
-                for (key, child_value) in map {
-                    let step = match at {
-                        Some(parent) => Step::Field(parent, key),
-                        None => Step::RootField(key),
-                    };
-                    match node.properties.get(key.as_str()).copied().or(node.any_property) {
-                        Some(child) => self.walk(child_value, child, Some(&step), found),
-                        None => found.push(step.to_string()),
-                    }
-                }
-            }
-            Value::Array(items) => {
-                // A top-level array has no path to extend; Kubernetes objects are never one.
-                if let (Some(item_node), Some(parent)) = (node.items, at) {
-                    for (i, item) in items.iter().enumerate() {
-                        self.walk(item, item_node, Some(&Step::Item(parent, i)), found);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Where the walk is: a chain of steps back to the root, turned into text only for the fields
-/// reported (the walk visits every field of every request body).
-enum Step<'a> {
-    Field(&'a Step<'a>, &'a str),
-    RootField(&'a str),
-    Item(&'a Step<'a>, usize),
-}
-
-impl std::fmt::Display for Step<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Step::RootField(name) => f.write_str(name),
-            Step::Field(parent, name) => write!(f, "{parent}.{name}"),
-            Step::Item(parent, index) => write!(f, "{parent}[{index}]"),
-        }
     }
 }
 
@@ -524,29 +398,9 @@ fn operation(t: &ResourceType, action: &str, gvk: &Value, response_ref: &str, bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn deployments() -> &'static ResourceType {
         Registry::get().lookup("apps", "v1", "deployments").unwrap()
-    }
-
-    #[test]
-    fn unknown_fields_are_found_with_kubernetes_paths() {
-        let object = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x","labels":{"a":"b"}},
-            "spec":{"replicas":1,"bogus":1,"template":{"metadata":{"annotations":{"k":"v"}},"spec":{"containers":[{"name":"c","image":"i","imagePolicy":"x"}]}}}});
-        assert_eq!(unknown_fields(deployments(), &object), ["spec.bogus", "spec.template.spec.containers[0].imagePolicy"]);
-    }
-
-    #[test]
-    fn maps_take_any_key_and_free_form_fields_anything() {
-        let lookup = |resource: &str| Registry::get().lookup("apps", "v1", resource).unwrap();
-        // A map's values have the map's value schema: any key, but not any field inside.
-        let object = json!({"spec": {"template": {"spec": {"nodeSelector": {"any": "x"}, "overhead": {"cpu": "1"},
-            "containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "example.com/gpu": "2"}}, "env": [{"name": "A", "valueFrom": {"bogus": 1}}]}]}}}});
-        assert_eq!(unknown_fields(deployments(), &object), ["spec.template.spec.containers[0].env[0].valueFrom.bogus"]);
-        // A ControllerRevision's data is a RawExtension: whatever it holds is known.
-        let revision = json!({"data": {"spec": {"anything": {"at": ["all"]}}}, "revision": 1, "bogus": true});
-        assert_eq!(unknown_fields(lookup("controllerrevisions"), &revision), ["bogus"]);
     }
 
     #[test]

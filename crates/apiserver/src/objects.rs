@@ -10,7 +10,7 @@ use tugboat_api::meta::Pointer;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use tugboat_api::{meta, schema, validation, ResourceType, Shape};
+use tugboat_api::{field_tree, meta, validation, ResourceType, Shape};
 use tugboat_store::{Revision, Store, StoreError};
 
 use crate::allocator::Allocator;
@@ -135,8 +135,9 @@ impl Objects {
         Ok(snapshot.objects.iter().map(|object| object.value()).collect())
     }
 
-    /// Checks a request body against the URL and the kind's schema, and decodes it through the
-    /// kind's typed form. Returns the normalised object and any warnings.
+    /// Checks a request body against the URL and the kind's schema, and decodes it as its kind
+    /// would be through its typed form (`field_tree::decode`). Returns the normalised object and
+    /// any warnings.
     pub fn admit_body(
         &self,
         resource: &ResourceType,
@@ -203,28 +204,20 @@ impl Objects {
                 }
             }
         }
-        if field_validation != FieldValidation::Ignore {
-            let unknown = schema::unknown_fields(resource, &object);
-            if !unknown.is_empty() {
-                let described: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
-                if field_validation == FieldValidation::Strict {
-                    return Err(ApiError::bad_request(format!(
-                        "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
-                        resource.kind,
-                        resource.version,
-                        resource.kind,
-                        described.join(", ")
-                    )));
-                }
-                warnings.extend(described);
+        let mut unknown = Vec::new();
+        let collect = (field_validation != FieldValidation::Ignore).then_some(&mut unknown);
+        let cannot = |problem: String| {
+            ApiError::bad_request(format!("{} in version {:?} cannot be handled as a {}: {problem}", resource.kind, resource.version, resource.kind))
+        };
+        let admitted = field_tree::decode(resource, object, collect).map_err(|e| cannot(e.to_string()))?;
+        if !unknown.is_empty() {
+            let described: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+            if field_validation == FieldValidation::Strict {
+                return Err(cannot(format!("strict decoding error: {}", described.join(", "))));
             }
+            warnings.extend(described);
         }
-        resource.decode(object).map_err(|e| {
-            ApiError::bad_request(format!(
-                "{} in version {:?} cannot be handled as a {}: {e}",
-                resource.kind, resource.version, resource.kind
-            ))
-        })
+        Ok(admitted)
     }
 
     /// [`Self::admit_body`] for `patched`, the result of patching `current`: the top-level fields
