@@ -87,6 +87,12 @@ impl Cluster {
         let sim = Sim::start(&args.tugboat, &server, &["--nodes", &nodes.to_string(), "--max-pods", &max_pods, "--cpu", "64", "--memory", "1Ti"]);
         let kubeconfig = server.kubeconfig();
         let clients = (0..args.connections.max(1)).map(|_| client(&kubeconfig)).collect::<anyhow::Result<Vec<_>>>()?;
+        // One request each first: a client whose first requests come concurrently opens a
+        // connection (a TLS handshake on the server) for each of them before it learns the
+        // server speaks HTTP/2, and a burst would start with a hundred handshakes.
+        for client in &clients {
+            client.get("/version").await?;
+        }
         let watcher = Watcher::start(&clients[0]).await?;
         let cluster = Cluster { server, _sim: sim, clients, watcher };
         let started = Instant::now();
