@@ -19,12 +19,16 @@ pub fn list_prefix(resource: &ResourceType, namespace: Option<&str>) -> String {
     }
 }
 
+/// Built by concatenation: every read and write computes one, and formatting (twice, through
+/// the resource prefix) cost a write more than its namespace check.
 pub fn object_key(resource: &ResourceType, namespace: &str, name: &str) -> String {
-    if resource.namespaced {
-        format!("{}{namespace}/{name}", resource_prefix(resource))
+    let group = if resource.group.is_empty() { "core" } else { resource.group };
+    let parts: [&str; 8] = if resource.namespaced {
+        [ROOT, group, "/", resource.plural, "/", namespace, "/", name]
     } else {
-        format!("{}{name}", resource_prefix(resource))
-    }
+        [ROOT, group, "/", resource.plural, "/", name, "", ""]
+    };
+    parts.concat()
 }
 
 /// The resource prefix (`/registry/apps/deployments/`) of a key, if it is an object key.
