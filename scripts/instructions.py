@@ -19,7 +19,11 @@ args = parser.parse_args()
 
 work = tempfile.mkdtemp(prefix="tugboat-instructions-")
 wrapper = os.path.join(work, "tugboat")
-real = os.path.abspath(args.tugboat)
+# callgrind_control finds the server by its program name, which must be `tugboat`: a build to
+# compare, saved under another name, runs through a link with that name.
+os.makedirs(os.path.join(work, "bin"))
+real = os.path.join(work, "bin", "tugboat")
+os.symlink(os.path.abspath(args.tugboat), real)
 # The benchmark starts `tugboat server` and `tugboat sim`: only the server runs under callgrind.
 with open(wrapper, "w") as f:
     f.write(f"""#!/usr/bin/env bash
