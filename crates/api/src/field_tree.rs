@@ -279,6 +279,10 @@ impl FieldTree {
             Form::Any => Value::Null,
             Form::Struct => {
                 let mut fields = Map::new();
+                if let Some((api_version, kind)) = &node.type_meta {
+                    fields.insert("apiVersion".into(), api_version.clone().into());
+                    fields.insert("kind".into(), kind.clone().into());
+                }
                 for &(name, child) in &node.required {
                     fields.insert(name.to_owned(), self.zero(child)?);
                 }
