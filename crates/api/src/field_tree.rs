@@ -174,8 +174,7 @@ impl FieldTree {
         let type_meta = match node.schema.get("x-kubernetes-group-version-kind").and_then(Value::as_array).map(Vec::as_slice) {
             Some([gvk]) => {
                 let field = |name: &str| gvk.get(name).and_then(Value::as_str).unwrap_or_default();
-                let api_version = if field("group").is_empty() { field("version").to_owned() } else { format!("{}/{}", field("group"), field("version")) };
-                Some((api_version, field("kind").to_owned()))
+                Some((crate::registry::api_version(field("group"), field("version")), field("kind").to_owned()))
             }
             _ => None,
         };
@@ -190,11 +189,11 @@ impl FieldTree {
     /// Checks `value` against node `index` and brings it into normal form, in place.
     fn normalise(&self, value: &mut Value, index: usize, at: Option<&Step>, unknown: &mut Unknown) -> Result<(), DecodeError> {
         let node = &self.nodes[index];
-        let wrong = |expected: &str, value: &Value| mismatch(at, expected, value);
+        let wrong = |value: &Value| mismatch(at, node.form.expected(), value);
         match node.form {
             Form::Any => {}
             Form::Struct => {
-                let Value::Object(fields) = value else { return Err(wrong("an object", value)) };
+                let Value::Object(fields) = value else { return Err(wrong(value)) };
                 if let Some(type_meta) = &node.type_meta {
                     type_meta_of(fields, type_meta, at)?;
                 }
@@ -221,7 +220,7 @@ impl FieldTree {
                 }
             }
             Form::Map => {
-                let Value::Object(entries) = value else { return Err(wrong("a map", value)) };
+                let Value::Object(entries) = value else { return Err(wrong(value)) };
                 if let Some(child) = node.any_property {
                     for (key, entry) in entries.iter_mut() {
                         self.normalise_present(entry, child, &step(at, key), unknown)?;
@@ -229,7 +228,7 @@ impl FieldTree {
                 }
             }
             Form::Array => {
-                let Value::Array(items) = value else { return Err(wrong("a sequence", value)) };
+                let Value::Array(items) = value else { return Err(wrong(value)) };
                 if let Some(child) = node.items {
                     // Kubernetes objects are never a top-level array; if one were, its items'
                     // paths would start at `[0]`.
@@ -241,15 +240,15 @@ impl FieldTree {
                 }
             }
             Form::String if value.is_string() => {}
-            Form::String => return Err(wrong("a string", value)),
+            Form::String => return Err(wrong(value)),
             Form::Boolean if value.is_boolean() => {}
-            Form::Boolean => return Err(wrong("a boolean", value)),
+            Form::Boolean => return Err(wrong(value)),
             Form::Int32 if value.as_i64().is_some_and(|v| i32::try_from(v).is_ok()) => {}
-            Form::Int32 => return Err(wrong("i32", value)),
+            Form::Int32 => return Err(wrong(value)),
             Form::Int64 if value.is_i64() => {}
-            Form::Int64 => return Err(wrong("i64", value)),
+            Form::Int64 => return Err(wrong(value)),
             Form::Number => {
-                let Some(number) = value.as_f64() else { return Err(wrong("f64", value)) };
+                let Some(number) = value.as_f64() else { return Err(wrong(value)) };
                 *value = serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number);
             }
             Form::Time if is_canonical_time(value, false) => {}

@@ -65,11 +65,7 @@ pub enum NameRule {
 impl ResourceType {
     /// `apps/v1`, or `v1` for the core group.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_string()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        api_version(self.group, self.version)
     }
 
     /// `deployments.apps`, or `pods` for the core group.
@@ -110,6 +106,15 @@ impl ResourceType {
     /// Whether changes outside metadata and status bump `metadata.generation`.
     pub fn tracks_generation(&self) -> bool {
         self.subresources.status
+    }
+}
+
+/// `apps/v1`, or `v1` for the core group.
+pub fn api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
     }
 }
 

@@ -5,10 +5,18 @@ use tugboat_api::ResourceType;
 
 pub const ROOT: &str = "/registry/";
 
+/// The key segment of a resource's group: `core` stands for the empty core group.
+fn group_segment(resource: &ResourceType) -> &'static str {
+    if resource.group.is_empty() {
+        "core"
+    } else {
+        resource.group
+    }
+}
+
 /// `/registry/apps/deployments/`.
 pub fn resource_prefix(resource: &ResourceType) -> String {
-    let group = if resource.group.is_empty() { "core" } else { resource.group };
-    format!("{ROOT}{group}/{}/", resource.plural)
+    format!("{ROOT}{}/{}/", group_segment(resource), resource.plural)
 }
 
 /// The prefix of every object a list or watch covers: one namespace, or all.
@@ -22,7 +30,7 @@ pub fn list_prefix(resource: &ResourceType, namespace: Option<&str>) -> String {
 /// Built by concatenation: every read and write computes one, and formatting (twice, through
 /// the resource prefix) cost a write more than its namespace check.
 pub fn object_key(resource: &ResourceType, namespace: &str, name: &str) -> String {
-    let group = if resource.group.is_empty() { "core" } else { resource.group };
+    let group = group_segment(resource);
     let parts: [&str; 8] = if resource.namespaced {
         [ROOT, group, "/", resource.plural, "/", namespace, "/", name]
     } else {
