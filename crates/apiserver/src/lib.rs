@@ -15,6 +15,7 @@ mod handlers;
 mod keys;
 mod namespaces;
 mod objects;
+mod recent;
 mod request;
 mod respond;
 mod served;

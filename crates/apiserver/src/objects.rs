@@ -16,6 +16,7 @@ use tugboat_store::{Revision, Store, StoreError};
 use crate::allocator::Allocator;
 use crate::cache::{Cache, CachedObject};
 use crate::error::{ApiError, ApiResult, Target};
+use crate::recent::{self, RecentlyWritten};
 use crate::{keys, served};
 use crate::request::FieldValidation;
 
@@ -39,35 +40,29 @@ pub struct WriteOptions {
 }
 
 /// An object as a write left it; [`Written::json`] is its served form.
-pub struct Written {
-    /// When stored, as stored (without its resourceVersion).
-    object: Value,
-    /// The bytes stored and their revision, when this request stored the object.
-    stored: Option<(Bytes, Revision)>,
+pub enum Written {
+    /// Stored by this request: the bytes stored (without a resourceVersion) and their revision.
+    Stored(Bytes, Revision),
+    /// Not stored by this request (a dry run, a write that changed nothing, a deletion).
+    Unstored(Value),
 }
 
 impl Written {
-    /// Not stored by this request (a dry run, a write that changed nothing, a deletion).
-    fn unstored(object: Value) -> Self {
-        Self { object, stored: None }
-    }
-
     /// The object as served (resourceVersion included).
     pub fn object(&self) -> Value {
-        let mut object = self.object.clone();
-        if let Some((_, revision)) = &self.stored {
-            set_resource_version(&mut object, *revision);
+        match self {
+            Written::Stored(..) => tugboat_api::json::from_slice(&self.json()).unwrap_or(Value::Null),
+            Written::Unstored(object) => object.clone(),
         }
-        object
     }
 
-    /// The served JSON (resourceVersion included): the stored bytes with the revision inserted
-    /// when there are some, so a write's answer costs no second encoding.
+    /// The served JSON (resourceVersion included): the stored bytes with the revision inserted,
+    /// so a write's answer costs no second encoding.
     pub fn json(&self) -> Bytes {
-        self.stored
-            .as_ref()
-            .and_then(|(stored, revision)| served::with_resource_version(stored, *revision))
-            .unwrap_or_else(|| encode(&self.object))
+        match self {
+            Written::Stored(stored, revision) => served::with_resource_version(stored, *revision).unwrap_or_else(|| stored.clone()),
+            Written::Unstored(object) => encode(object),
+        }
     }
 }
 
@@ -93,22 +88,28 @@ pub struct Objects {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
     allocator: Allocator,
+    recent: RecentlyWritten,
 }
 
 impl Objects {
     pub fn new(store: Arc<dyn Store>, cache: Arc<Cache>, allocator: Allocator) -> Self {
-        Self { store, cache, allocator }
+        Self { store, cache, allocator, recent: RecentlyWritten::new(recent::CAPACITY) }
     }
 
     /// Stores `object` (without its resourceVersion) under `key` through `write`, a conditional
-    /// create or update of its encoding. A failed write hands the object back with the error.
-    async fn write<F>(&self, object: Value, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
+    /// create or update of its encoding, and keeps its value for the next update of it
+    /// ([`RecentlyWritten`]). A failed write hands the object back with the error.
+    async fn write<F>(&self, key: &str, mut object: Value, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
     where
         F: std::future::Future<Output = Result<Revision, StoreError>>,
     {
         let stored = encode(&object);
         match write(stored.clone()).await {
-            Ok(revision) => Ok(Written { object, stored: Some((stored, revision)) }),
+            Ok(revision) => {
+                set_resource_version(&mut object, revision);
+                self.recent.put(key, revision, object);
+                Ok(Written::Stored(stored, revision))
+            }
             Err(error) => Err((object, error)),
         }
     }
@@ -119,6 +120,22 @@ impl Objects {
     pub async fn get(&self, resource: &ResourceType, namespace: &str, name: &str) -> ApiResult<(Value, Revision)> {
         let object = self.get_cached(resource, namespace, name).await?;
         Ok((object.value(), object.revision))
+    }
+
+    /// [`Self::get`] for a write that will replace the object: its value is taken from the
+    /// recently written ones when this server wrote that revision, decoded otherwise.
+    async fn current(&self, resource: &ResourceType, key: &str, name: &str) -> ApiResult<(Value, Revision)> {
+        self.cache.sync().await?;
+        let object = self.cache.resource(resource).object(key).ok_or_else(|| ApiError::not_found(&Target { resource, name }))?;
+        let value = match self.recent.take(key, object.revision) {
+            Some(value) => {
+                // Every test's updates check that the kept value is what decoding would give.
+                debug_assert_eq!(value, object.value(), "the value kept for {key} differs from its cached JSON");
+                value
+            }
+            None => object.value(),
+        };
+        Ok((value, object.revision))
     }
 
     /// [`Self::get`], as the cache holds it: its served JSON is at hand, its value is not.
@@ -277,13 +294,13 @@ impl Objects {
         }
         let mut allocation = self.allocator.assign(resource, &mut object, &self.cache, options.dry_run).await?;
         if options.dry_run {
-            return Ok(Written::unstored(object));
+            return Ok(Written::Unstored(object));
         }
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
-            match self.write(object, |stored| self.store.create(&key, stored)).await {
+            match self.write(&key, object, |stored| self.store.create(&key, stored)).await {
                 Ok(written) => {
-                    if let (Some(allocation), Some((_, revision))) = (allocation.take(), &written.stored) {
+                    if let (Some(allocation), Written::Stored(_, revision)) = (allocation.take(), &written) {
                         // Later allocations must see this object's addresses in the cache.
                         allocation.hold_until_cached(&self.cache, *revision).await;
                     }
@@ -318,8 +335,9 @@ impl Objects {
         mutate: impl Fn(&Value) -> ApiResult<Value>,
     ) -> ApiResult<Written> {
         let target = Target { resource, name };
+        let key = keys::object_key(resource, namespace, name);
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (current, revision) = self.get(resource, namespace, name).await?;
+            let (current, revision) = self.current(resource, &key, name).await?;
             let desired = mutate(&current)?;
             let desired_revision = meta::str_at(&desired, "/metadata/resourceVersion");
             if !desired_revision.is_empty() && desired_revision != revision.to_string() {
@@ -337,23 +355,22 @@ impl Objects {
                 }
             }
             if next == current {
-                return Ok(Written::unstored(current));
+                return Ok(Written::Unstored(current));
             }
-            let key = keys::object_key(resource, namespace, name);
             if options.dry_run {
-                return Ok(Written::unstored(next));
+                return Ok(Written::Unstored(next));
             }
             let lost = if deletion_complete(resource, &next) {
                 match self.store.delete(&key, Some(revision)).await {
                     Ok(kv) => {
                         set_resource_version(&mut next, kv.mod_revision);
-                        return Ok(Written::unstored(next));
+                        return Ok(Written::Unstored(next));
                     }
                     Err(error) => error,
                 }
             } else {
                 strip_resource_version(&mut next);
-                match self.write(next, |stored| self.store.update(&key, stored, revision)).await {
+                match self.write(&key, next, |stored| self.store.update(&key, stored, revision)).await {
                     Ok(written) => return Ok(written),
                     Err((_, error)) => error,
                 }
@@ -378,13 +395,13 @@ impl Objects {
         let target = Target { resource, name };
         let key = keys::object_key(resource, namespace, name);
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (mut object, revision) = self.get(resource, namespace, name).await?;
+            let (mut object, revision) = self.current(resource, &key, name).await?;
             mutate(&mut object)?;
             if options.dry_run {
-                return Ok(Written::unstored(object));
+                return Ok(Written::Unstored(object));
             }
             strip_resource_version(&mut object);
-            match self.write(object, |stored| self.store.update(&key, stored, revision)).await {
+            match self.write(&key, object, |stored| self.store.update(&key, stored, revision)).await {
                 Ok(written) => return Ok(written),
                 Err((_, lost)) => retry_after(lost, false, &target)?,
             }
@@ -396,8 +413,9 @@ impl Objects {
     /// must run first.
     pub async fn delete(&self, resource: &'static ResourceType, namespace: &str, name: &str, options: &DeleteOptions) -> ApiResult<Deleted> {
         let target = Target { resource, name };
+        let key = keys::object_key(resource, namespace, name);
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (current, revision) = self.get(resource, namespace, name).await?;
+            let (current, revision) = self.current(resource, &key, name).await?;
             if let Some(uid) = &options.precondition_uid {
                 if meta::str_at(&current, "/metadata/uid") != uid {
                     return Err(ApiError::conflict(&target, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::str_at(&current, "/metadata/uid"))));
@@ -412,7 +430,6 @@ impl Objects {
                 if options.dry_run {
                     return Ok(Deleted::Gone(current));
                 }
-                let key = keys::object_key(resource, namespace, name);
                 match self.store.delete(&key, Some(revision)).await {
                     Ok(kv) => {
                         let mut gone = current;
@@ -429,7 +446,6 @@ impl Objects {
                 return Ok(Deleted::Pending(marked));
             }
             strip_resource_version(&mut marked);
-            let key = keys::object_key(resource, namespace, name);
             match self.store.update(&key, encode(&marked), revision).await {
                 Ok(new_revision) => {
                     set_resource_version(&mut marked, new_revision);
