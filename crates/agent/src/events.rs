@@ -1,13 +1,13 @@
-//! Events about pods (Pulling, Started, BackOff, Unhealthy ...), written in the background so a
-//! slow API server never holds up a pod. A repeat of the same event bumps its count, as
-//! `kubectl describe` shows ("x5 over 2m").
+//! Events about pods (Pulling, Started, BackOff, Unhealthy ...), written in the background (by a
+//! [`tugboat_client::events::Recorder`]) so a slow API server never holds up a pod. A repeat of
+//! the same event bumps its count, as `kubectl describe` shows ("x5 over 2m").
 
-use crate::api::ApiClient;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tugboat_client::events::{event_name, seconds, InvolvedObject, NewEvent};
+use tugboat_client::events::{self, event_name, seconds, InvolvedObject, NewEvent};
+use tugboat_client::Client;
 
 /// Remembered events beyond this many are forgotten (their repeats become new events).
 const REMEMBERED_EVENTS: usize = 4096;
@@ -25,14 +25,15 @@ struct Seen {
 }
 
 pub struct Recorder {
-    api: ApiClient,
+    writer: events::Recorder,
     node_name: String,
     seen: Arc<Mutex<HashMap<String, Seen>>>,
 }
 
 impl Recorder {
-    pub fn new(api: ApiClient, node_name: &str) -> Self {
-        Self { api, node_name: node_name.to_owned(), seen: Arc::default() }
+    /// Starts the writer; needs a Tokio runtime.
+    pub fn new(client: Client, node_name: &str) -> Self {
+        Self { writer: events::Recorder::start(client), node_name: node_name.to_owned(), seen: Arc::default() }
     }
 
     /// Records an event about `pod`; `field_path` names a container as `spec.containers{name}`.
@@ -53,36 +54,24 @@ impl Recorder {
             entry.count += 1;
             (entry.name.clone(), entry.count, entry.first)
         };
-        let api = self.api.clone();
         let kind = if kind == EventType::Normal { "Normal" } else { "Warning" };
         if count > 1 {
             let path = format!("/api/v1/namespaces/{namespace}/events/{event_name}");
-            tokio::spawn(async move {
-                let patch = json!({"count": count, "lastTimestamp": seconds(now), "firstTimestamp": seconds(first)});
-                if let Err(error) = api.merge_patch(&path, &patch).await {
-                    tracing::debug!(%error, "cannot update an event");
-                }
-            });
+            self.writer.patch(path, &json!({"count": count, "lastTimestamp": seconds(now), "firstTimestamp": seconds(first)}));
             return;
         }
-        let (reason, node_name) = (reason.to_owned(), self.node_name.clone());
-        tokio::spawn(async move {
-            let event = NewEvent {
-                name: &event_name,
-                namespace: &namespace,
-                about: InvolvedObject { api_version: "v1", kind: "Pod", name: &name, namespace: &namespace, uid: &uid, resource_version: "", field_path: &field_path },
-                kind,
-                reason: &reason,
-                message: &message,
-                component: "kubelet",
-                host: Some(&node_name),
-                first: now,
-                last: now,
-                count: 1,
-            };
-            if let Err(error) = api.client().create_event(&event).await {
-                tracing::debug!(%error, "cannot record an event");
-            }
+        self.writer.create(&NewEvent {
+            name: &event_name,
+            namespace: &namespace,
+            about: InvolvedObject { api_version: "v1", kind: "Pod", name: &name, namespace: &namespace, uid: &uid, resource_version: "", field_path: &field_path },
+            kind,
+            reason,
+            message: &message,
+            component: "kubelet",
+            host: Some(&self.node_name),
+            first: now,
+            last: now,
+            count: 1,
         });
     }
 }

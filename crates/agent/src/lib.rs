@@ -107,7 +107,7 @@ pub async fn run(mut config: AgentConfig, api: ApiClient, runtime: Arc<dyn Runti
     let tls = tugboat_pki::agent_tls_config(&config.cluster_ca_pem, &names).map_err(|e| AgentError::Setup(format!("cannot set up the agent endpoint's TLS: {e}")))?;
     let node = node::NodeFacts::gather(&config, runtime.as_ref()).await?;
     let volumes = tugboat_podinputs::VolumeManager::new(config.data_dir.join("pods"));
-    let events = events::Recorder::new(api.clone(), &config.node_name);
+    let events = events::Recorder::new(api.client().clone(), &config.node_name);
     let images = images::ImagePuller::new(config.registry_hosts_dir.clone(), config.insecure_registries.clone());
     let context = Arc::new(Context { config, api, runtime, volumes, events, node, stats: stats::StatsCache::default(), images, pods: Default::default() });
 

@@ -184,12 +184,6 @@ impl Client {
         Ok(tugboat_api::json::from_slice(&self.request(Method::POST, collection, Some(("application/json", body))).await?)?)
     }
 
-    /// Creates an Event (see [`events`]).
-    pub async fn create_event(&self, event: &events::NewEvent<'_>) -> Result<(), ClientError> {
-        let collection = format!("/api/v1/namespaces/{}/events", event.namespace);
-        self.request(Method::POST, &collection, Some(("application/json", Bytes::from(event.to_json())))).await.map(drop)
-    }
-
     /// A JSON merge patch (RFC 7386) of the object or subresource at `path`.
     pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ClientError> {
         self.merge_patch_as(path, patch).await

@@ -27,6 +27,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tugboat_client::events::Recorder;
 use tugboat_client::{Client, ClientError};
 
 use crate::events;
@@ -477,6 +478,7 @@ fn object_key(object: &Value) -> String {
 
 pub struct DeploymentController {
     client: Client,
+    events: Recorder,
     state: Mutex<State>,
     wake: Notify,
 }
@@ -497,7 +499,7 @@ impl DeploymentController {
     }
 
     fn event(&self, deployment: &Value, message: String) {
-        events::record(&self.client, COMPONENT, ("apps/v1", "Deployment"), deployment, "Normal", "ScalingReplicaSet", message);
+        events::record(&self.events, COMPONENT, ("apps/v1", "Deployment"), deployment, "Normal", "ScalingReplicaSet", message);
     }
 
     /// Sets a ReplicaSet's size and size annotations (Kubernetes' `scaleReplicaSet`); the write is
@@ -772,7 +774,7 @@ fn copied_annotations(deployment: &Value) -> serde_json::Map<String, Value> {
 /// Runs the Deployment controller on the controller manager's shared informers until `shutdown`
 /// resolves.
 pub async fn run(informers: &SharedInformers, shutdown: impl std::future::Future<Output = ()>) {
-    let controller = Arc::new(DeploymentController { client: informers.client().clone(), state: Mutex::default(), wake: Notify::new() });
+    let controller = Arc::new(DeploymentController { client: informers.client().clone(), events: Recorder::start(informers.client().clone()), state: Mutex::default(), wake: Notify::new() });
     let mut tasks = tokio::task::JoinSet::new();
     let c = controller.clone();
     informers.subscribe(

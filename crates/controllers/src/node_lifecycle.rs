@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use tugboat_client::events::Recorder;
 use tugboat_client::{Client, ClientError};
 
 use crate::events;
@@ -299,6 +300,7 @@ impl PodsByNode {
 
 struct Controller {
     client: Client,
+    events: Recorder,
     grace: Duration,
     nodes: Arc<Cache>,
     pods: Arc<Cache>,
@@ -420,7 +422,7 @@ impl Controller {
         let ready = ready_status(node).map(str::to_owned);
         let previous = self.health().get_mut(name).and_then(|h| std::mem::replace(&mut h.last_ready, ready.clone()));
         if previous.as_deref() == Some("True") && ready.as_deref() != Some("True") {
-            events::record(&self.client, events::NODE_CONTROLLER, events::NODE, node, "Normal", "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
+            events::record(&self.events, events::NODE_CONTROLLER, events::NODE, node, "Normal", "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
         }
         let taints = if stop_all { without_condition_taints(node) } else { wanted_taints(node, now) };
         if let Some(taints) = taints {
@@ -506,6 +508,7 @@ pub async fn run(client: Client, informers: &SharedInformers, grace: Duration, e
     let pods_by_node = Arc::new(PodsByNode::default());
     let controller = Arc::new(Controller {
         client: client.clone(),
+        events: Recorder::start(client.clone()),
         grace,
         nodes: nodes.clone(),
         pods: pods.clone(),

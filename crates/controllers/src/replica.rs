@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tugboat_client::events::Recorder;
 use tugboat_client::{Client, ClientError};
 
 use crate::expectations::Expectations;
@@ -97,6 +98,7 @@ pub struct Options {
 
 pub struct ReplicaController {
     client: Client,
+    events: Recorder,
     kind: &'static OwnerKind,
     owners: Arc<Cache>,
     pods: Arc<Cache>,
@@ -120,6 +122,7 @@ impl ReplicaController {
         let owners_path = format!("{}/{}", kind.api_prefix, kind.resource);
         let controller = Arc::new(Self {
             client: informers.client().clone(),
+            events: Recorder::start(informers.client().clone()),
             kind,
             owners: informers.cache(&owners_path),
             pods: informers.cache(crate::PODS),
@@ -524,7 +527,7 @@ impl ReplicaController {
 
     /// Records an Event about the owner, in the background (an Event is best effort).
     fn event(&self, owner: &Value, kind: &str, reason: &str, message: String) {
-        crate::events::record(&self.client, self.kind.component, (self.kind.api_version, self.kind.kind), owner, kind, reason, message);
+        crate::events::record(&self.events, self.kind.component, (self.kind.api_version, self.kind.kind), owner, kind, reason, message);
     }
 }
 

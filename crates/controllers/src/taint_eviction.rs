@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use tugboat_client::events::Recorder;
 use tugboat_client::{Client, ClientError};
 
 use crate::events;
@@ -94,6 +95,7 @@ struct State {
 
 pub struct TaintEviction {
     client: Client,
+    events: Recorder,
     nodes: Arc<Cache>,
     pods: Arc<Cache>,
     pods_by_node: Arc<PodsByNode>,
@@ -103,7 +105,7 @@ pub struct TaintEviction {
 
 impl TaintEviction {
     pub fn new(client: Client, nodes: Arc<Cache>, pods: Arc<Cache>, pods_by_node: Arc<PodsByNode>) -> Self {
-        Self { client, nodes, pods, pods_by_node, state: Mutex::default(), wake: Notify::new() }
+        Self { events: Recorder::start(client.clone()), client, nodes, pods, pods_by_node, state: Mutex::default(), wake: Notify::new() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -229,7 +231,7 @@ impl TaintEviction {
         let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = pod["metadata"]["name"].as_str().unwrap_or_default();
         let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
-        events::record(&self.client, events::TAINT_EVICTION_CONTROLLER, events::POD, pod, "Normal", "TaintManagerEviction", format!("Marking for deletion Pod {namespace}/{name}"));
+        events::record(&self.events, events::TAINT_EVICTION_CONTROLLER, events::POD, pod, "Normal", "TaintManagerEviction", format!("Marking for deletion Pod {namespace}/{name}"));
         let condition = json!({"status": {"conditions": [{
             "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
             "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": crate::node_lifecycle::now_rfc3339(),

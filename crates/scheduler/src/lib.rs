@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use tugboat_client::events::{event_name, InvolvedObject, NewEvent};
+use tugboat_client::events::{event_name, InvolvedObject, NewEvent, Recorder};
 use tugboat_client::Client;
 
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -84,6 +84,7 @@ impl State {
 
 struct Scheduler {
     client: Client,
+    events: Recorder,
     state: Mutex<State>,
     wake: Notify,
 }
@@ -281,7 +282,7 @@ impl Scheduler {
             "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
         let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/binding");
         self.client.request(Method::POST, &path, Some(("application/json", Bytes::from(binding.to_string())))).await?;
-        self.event(pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}")).await;
+        self.event(pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"));
         Ok(())
     }
 
@@ -296,7 +297,7 @@ impl Scheduler {
             match self.client.request(Method::DELETE, &path, None).await {
                 Ok(_) => {
                     let victim_ref = PodRef { namespace: &victim.namespace, name: &victim.name, uid: &victim.uid };
-                    self.event_on(&victim_ref, "Normal", "Preempted", &format!("Preempted by {namespace}/{name} on node {node}")).await;
+                    self.event_on(&victim_ref, "Normal", "Preempted", &format!("Preempted by {namespace}/{name} on node {node}"));
                 }
                 Err(error) => tracing::warn!(victim = ?(&victim.namespace, &victim.name), %error, "cannot delete a preemption victim"),
             }
@@ -316,16 +317,16 @@ impl Scheduler {
         if let Err(error) = self.client.request(Method::PATCH, &path, Some(("application/merge-patch+json", Bytes::from(patch.to_string())))).await {
             tracing::debug!(%error, "cannot record PodScheduled=False");
         }
-        self.event(pod, "Warning", "FailedScheduling", message).await;
+        self.event(pod, "Warning", "FailedScheduling", message);
     }
 
-    async fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
+    fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
         let (namespace, name) = key(pod);
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        self.event_on(&PodRef { namespace: &namespace, name: &name, uid }, kind, reason, message).await;
+        self.event_on(&PodRef { namespace: &namespace, name: &name, uid }, kind, reason, message);
     }
 
-    async fn event_on(&self, pod: &PodRef<'_>, kind: &str, reason: &str, message: &str) {
+    fn event_on(&self, pod: &PodRef<'_>, kind: &str, reason: &str, message: &str) {
         let PodRef { namespace, name, uid } = *pod;
         let now = jiff::Timestamp::now();
         let event = NewEvent {
@@ -341,9 +342,7 @@ impl Scheduler {
             last: now,
             count: 1,
         };
-        if let Err(error) = self.client.create_event(&event).await {
-            tracing::debug!(%error, "cannot record an event");
-        }
+        self.events.create(&event);
     }
 }
 
@@ -399,7 +398,7 @@ impl From<PodAsRead> for Pod {
 
 /// Runs the scheduler until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>) {
-    let scheduler = Arc::new(Scheduler { client: client.clone(), state: Mutex::new(State::default()), wake: Notify::new() });
+    let scheduler = Arc::new(Scheduler { client: client.clone(), events: Recorder::start(client.clone()), state: Mutex::new(State::default()), wake: Notify::new() });
     let nodes = {
         let scheduler = scheduler.clone();
         tokio::spawn(async move { tugboat_client::inform::<Node>(&scheduler.client.clone(), "/api/v1/nodes", |kind, node| scheduler.on_node(kind, node)).await })
