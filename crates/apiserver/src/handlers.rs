@@ -115,7 +115,8 @@ impl ApiServer {
                 let updated = self
                     .objects
                     .update(resource, &namespace, name, part, patch.pins_resource_version(), write_options(&query)?, |current| {
-                        let patched = patch.apply(resource, current)?;
+                        let view = if part == Part::Status { patch.status_view(current) } else { None };
+                        let patched = patch.apply(resource, view.as_ref().unwrap_or(current))?;
                         let mut found = Vec::new();
                         let repatch = || patch.apply(resource, current);
                         let admitted = self.objects.admit_patched(resource, path.namespace.as_deref(), name, current, patched, repatch, field_validation, &mut found)?;
@@ -478,6 +479,21 @@ impl Patch {
                 .is_some_and(|ops| ops.iter().any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion"))),
             Patch::Merge(p) | Patch::Strategic(p) => p.at("/metadata/resourceVersion").is_some_and(|v| !v.is_null()),
         }
+    }
+
+    /// What a status write needs patched of `current`, for a merge patch that names only plain
+    /// fields: those fields, the status, and apiVersion and kind (admission reads them). A status
+    /// write keeps nothing else of the patched object, so the rest of a large object is neither
+    /// copied nor compared. None: patch the whole object.
+    fn status_view(&self, current: &Value) -> Option<Value> {
+        let (Patch::Merge(Value::Object(patch)) | Patch::Strategic(Value::Object(patch))) = self else { return None };
+        let Value::Object(current) = current else { return None };
+        // A directive (`$patch`, `$retainKeys` ...) may act on the object as a whole.
+        if patch.keys().any(|field| field.starts_with('$')) {
+            return None;
+        }
+        let fields = patch.keys().map(String::as_str).chain(["status", "apiVersion", "kind"].into_iter().filter(|field| !patch.contains_key(*field)));
+        Some(Value::Object(fields.filter_map(|field| current.get(field).map(|value| (field.to_owned(), value.clone()))).collect()))
     }
 
     fn apply(&self, resource: &ResourceType, current: &Value) -> ApiResult<Value> {

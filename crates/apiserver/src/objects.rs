@@ -343,20 +343,26 @@ impl Objects {
             if !desired_revision.is_empty() && desired_revision != revision.to_string() {
                 return Err(ApiError::stale(&target));
             }
-            let mut next = merge_update(resource, &current, desired, part);
-            resource.apply_defaults(&mut next);
-            // A status write changes the status alone (`merge_update`), which no kind-specific
-            // rule reads: like Kubernetes' status strategies, it is not checked against the spec's.
-            self.validate(resource, &next, part != Part::Status)?;
-            if matches!(part, Part::Main) {
-                let errors = resource.validate_update(&current, &next);
-                if !errors.is_empty() {
-                    return Err(ApiError::invalid(&target, &errors));
+            let mut next = if part == Part::Status {
+                match self.status_update(resource, current, desired)? {
+                    Ok(next) => next,
+                    Err(unchanged) => return Ok(Written::Unstored(unchanged)),
                 }
-            }
-            if next == current {
-                return Ok(Written::Unstored(current));
-            }
+            } else {
+                let mut next = merge_update(resource, &current, desired, part);
+                resource.apply_defaults(&mut next);
+                self.validate(resource, &next, true)?;
+                if matches!(part, Part::Main) {
+                    let errors = resource.validate_update(&current, &next);
+                    if !errors.is_empty() {
+                        return Err(ApiError::invalid(&target, &errors));
+                    }
+                }
+                if next == current {
+                    return Ok(Written::Unstored(current));
+                }
+                next
+            };
             if options.dry_run {
                 return Ok(Written::Unstored(next));
             }
@@ -378,6 +384,19 @@ impl Objects {
             retry_after(lost, pinned, &target)?;
         }
         Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
+    }
+
+    /// The object a status write leaves: `current` with `desired`'s status (none if it has none)
+    /// and nothing else changed, defaulted and checked; `Err` with the object when the status
+    /// is what it was. The rest of the object moves over rather than being copied or compared:
+    /// status writes are the most frequent writes, and pods are large.
+    fn status_update(&self, resource: &ResourceType, current: Value, desired: Value) -> ApiResult<Result<Value, Value>> {
+        let (mut next, previous) = with_status_from(current, desired);
+        resource.apply_defaults(&mut next);
+        // No kind-specific rule reads the status: like Kubernetes' status strategies, a status
+        // write is not checked against the spec's rules.
+        self.validate(resource, &next, false)?;
+        Ok(if next.get("status") == previous.as_ref() { Err(next) } else { Ok(next) })
     }
 
     /// A write straight to storage, as Kubernetes' pods/binding makes one: `mutate` changes the
@@ -643,7 +662,7 @@ fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: 
     let mut next = match part {
         Part::Main if resource.subresources.status => with_status_of(desired, current),
         Part::Main => desired,
-        Part::Status => status_into(desired, current),
+        Part::Status => with_status_from(current.clone(), desired).0,
         Part::Finalizers => with_finalizers_of(current.clone(), &desired),
     };
     if part == Part::Main && resource.group.is_empty() && resource.kind == "Namespace" {
@@ -679,6 +698,21 @@ fn with_status_of(mut object: Value, source: &Value) -> Value {
     object
 }
 
+/// `current` with `desired`'s `.status` moved in (removed if `desired` has none), and the status
+/// it had: what a status write leaves of an object.
+fn with_status_from(mut current: Value, desired: Value) -> (Value, Option<Value>) {
+    let status = match desired {
+        Value::Object(mut fields) => fields.remove("status"),
+        _ => None,
+    };
+    let previous = match (&mut current, status) {
+        (Value::Object(fields), Some(status)) => fields.insert("status".into(), status),
+        (Value::Object(fields), None) => fields.remove("status"),
+        _ => None,
+    };
+    (current, previous)
+}
+
 /// `object` with `.spec.finalizers` taken from `source` (removed if `source` has none).
 fn with_finalizers_of(mut object: Value, source: &Value) -> Value {
     let spec = meta::object_field_mut(&mut object, "spec");
@@ -687,23 +721,6 @@ fn with_finalizers_of(mut object: Value, source: &Value) -> Value {
         None => spec.remove("finalizers"),
     };
     object
-}
-
-/// `current` with `.status` taken from `desired`, built from `desired`: its status moves rather
-/// than being copied twice, and its other fields stay where they already equal the current ones
-/// (a status patch leaves them so) rather than being dropped and copied again (status writes are
-/// the most frequent writes, and pods large).
-fn status_into(mut desired: Value, current: &Value) -> Value {
-    if let (Value::Object(fields), Value::Object(current_fields)) = (&mut desired, current) {
-        fields.retain(|field, value| field == "status" || current_fields.get(field) == Some(value));
-        for (field, value) in current_fields.iter().filter(|(field, _)| *field != "status") {
-            if !fields.contains_key(field) {
-                fields.insert(field.clone(), value.clone());
-            }
-        }
-        return desired;
-    }
-    with_status_of(current.clone(), &desired)
 }
 
 /// Whether two objects agree on everything but metadata and status: what `metadata.generation`
@@ -796,16 +813,16 @@ mod tests {
 
     #[test]
     fn status_writes_change_only_status() {
-        let deployments = resource("apps", "deployments");
         let current = json!({"metadata":{"name":"a","generation":1},"spec":{"replicas":1},"status":{"replicas":1}});
         let desired = json!({"metadata":{"name":"a","labels":{"x":"y"}},"spec":{"replicas":3},"status":{"replicas":2}});
-        let next = merge_update(deployments, &current, desired, Part::Status);
+        let (next, previous) = with_status_from(current.clone(), desired);
+        assert_eq!(previous, Some(json!({"replicas": 1})));
         assert_eq!(next["status"]["replicas"], 2);
         assert_eq!(next["spec"]["replicas"], 1);
         assert_eq!(next["metadata"]["generation"], 1);
         assert!(next["metadata"].get("labels").is_none());
         let without_status = json!({"metadata":{"name":"a"},"spec":{"replicas":3}});
-        let next = merge_update(deployments, &current, without_status, Part::Status);
+        let (next, _) = with_status_from(current, without_status);
         assert!(next.get("status").is_none());
         assert_eq!(next["spec"]["replicas"], 1);
     }

@@ -161,6 +161,19 @@ async fn optimistic_concurrency_status_and_generation() {
     let pruned = send(c, Method::PATCH, &format!("{DEPLOYS}/web/status"), "application/merge-patch+json", &json!({"status": {"readyReplicas": 2, "bogus": 1}})).await.unwrap();
     assert_eq!((pruned["status"]["readyReplicas"].as_i64(), pruned["status"].get("bogus")), (Some(2), None), "unknown fields are dropped");
     assert_eq!(pruned["spec"], smp["spec"]);
+    // A status write keeps the rest of the object whatever else the patch names, stores nothing
+    // when the status stays as it was, and honours a resourceVersion the patch pins.
+    let status_path = format!("{DEPLOYS}/web/status");
+    let unchanged = send(c, Method::PATCH, &status_path, "application/merge-patch+json", &json!({"metadata": {"labels": {"x": "y"}}, "status": {"readyReplicas": 2}})).await.unwrap();
+    assert_eq!((&unchanged["metadata"]["resourceVersion"], unchanged["metadata"].get("labels")), (&pruned["metadata"]["resourceVersion"], None));
+    let no_status = send(c, Method::PATCH, &status_path, "application/merge-patch+json", &json!({"metadata": {"labels": {"x": "y"}}})).await.unwrap();
+    assert_eq!((&no_status["metadata"]["resourceVersion"], &no_status["status"]), (&pruned["metadata"]["resourceVersion"], &pruned["status"]));
+    let (code, _, _) = failure(send(c, Method::PATCH, &status_path, "application/merge-patch+json", &json!({"metadata": {"resourceVersion": stale}, "status": {"readyReplicas": 1}})).await);
+    assert_eq!(code, StatusCode::CONFLICT);
+    let conditions = json!([{"type": "Available", "status": "True"}]);
+    let strategic = send(c, Method::PATCH, &status_path, "application/strategic-merge-patch+json", &json!({"status": {"conditions": conditions}})).await.unwrap();
+    assert_eq!((&strategic["status"]["conditions"], &strategic["status"]["readyReplicas"], &strategic["spec"]), (&conditions, &json!(2), &smp["spec"]));
+    assert_ne!(strategic["metadata"]["resourceVersion"], pruned["metadata"]["resourceVersion"]);
     // A kind with a required field the patch does not touch (roleRef) is admitted whole.
     const BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
     let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "b"},
