@@ -88,6 +88,33 @@ fn frame(kind: &str, object: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Watch events waiting to leave together, joined only when they leave: one event leaves as
+/// framed, several are copied once into a buffer of their total size (growing a buffer event by
+/// event copied each pod several times over).
+#[derive(Default)]
+struct Chunk {
+    events: Vec<Bytes>,
+    len: usize,
+}
+
+impl Chunk {
+    fn push(&mut self, event: Bytes) {
+        self.len += event.len();
+        self.events.push(event);
+    }
+
+    /// The events so far, as one buffer; the chunk is empty afterwards.
+    fn take(&mut self) -> Bytes {
+        let len = std::mem::take(&mut self.len);
+        if self.events.len() == 1 {
+            return self.events.pop().unwrap_or_default();
+        }
+        let mut joined = BytesMut::with_capacity(len);
+        self.events.drain(..).for_each(|event| joined.put_slice(&event));
+        joined.freeze()
+    }
+}
+
 fn error_frame(error: &ApiError) -> Bytes {
     frame("ERROR", &serde_json::to_vec(&error.status()).unwrap_or_default())
 }
@@ -152,17 +179,17 @@ pub async fn serve(server: &ApiServer, path: &ResourcePath, query: &Query, forma
                         Catchup::Changes(changes) => {
                             // Events that are ready together leave in one chunk: one HTTP/2
                             // frame, one TLS record and one write instead of one per event.
-                            let mut chunk = BytesMut::new();
+                            let mut chunk = Chunk::default();
                             for change in changes {
                                 after = change.revision();
                                 if let Some(event) = encoder.change(&change) {
-                                    chunk.put_slice(&event);
-                                    if chunk.len() >= CHUNK_BYTES && !send(chunk.split().freeze()).await {
+                                    chunk.push(event);
+                                    if chunk.len >= CHUNK_BYTES && !send(chunk.take()).await {
                                         return;
                                     }
                                 }
                             }
-                            if !chunk.is_empty() && !send(chunk.freeze()).await {
+                            if chunk.len > 0 && !send(chunk.take()).await {
                                 return;
                             }
                         }
@@ -228,6 +255,18 @@ enum Start {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn a_chunk_joins_its_events_in_order_and_starts_again_empty() {
+        let mut chunk = Chunk::default();
+        chunk.push(Bytes::from_static(b"one\n"));
+        assert_eq!(chunk.take(), Bytes::from_static(b"one\n"));
+        chunk.push(Bytes::from_static(b"two\n"));
+        chunk.push(Bytes::from_static(b"three\n"));
+        assert_eq!(chunk.len, 10);
+        assert_eq!(chunk.take(), Bytes::from_static(b"two\nthree\n"));
+        assert_eq!((chunk.len, chunk.events.len()), (0, 0));
+    }
 
     #[test]
     fn frames_are_one_json_line() {
