@@ -125,8 +125,7 @@ impl Objects {
     /// [`Self::get`] for a write that will replace the object: its value is taken from the
     /// recently written ones when this server wrote that revision, decoded otherwise.
     async fn current(&self, resource: &ResourceType, key: &str, name: &str) -> ApiResult<(Value, Revision)> {
-        self.cache.sync().await?;
-        let object = self.cache.resource(resource).object(key).ok_or_else(|| ApiError::not_found(&Target { resource, name }))?;
+        let object = self.cached(resource, key, name).await?;
         let value = match self.recent.take(key, object.revision) {
             Some(value) => {
                 // Every test's updates check that the kept value is what decoding would give.
@@ -140,9 +139,12 @@ impl Objects {
 
     /// [`Self::get`], as the cache holds it: its served JSON is at hand, its value is not.
     pub async fn get_cached(&self, resource: &ResourceType, namespace: &str, name: &str) -> ApiResult<Arc<CachedObject>> {
+        self.cached(resource, &keys::object_key(resource, namespace, name), name).await
+    }
+
+    async fn cached(&self, resource: &ResourceType, key: &str, name: &str) -> ApiResult<Arc<CachedObject>> {
         self.cache.sync().await?;
-        let key = keys::object_key(resource, namespace, name);
-        self.cache.resource(resource).object(&key).ok_or_else(|| ApiError::not_found(&Target { resource, name }))
+        self.cache.resource(resource).object(key).ok_or_else(|| ApiError::not_found(&Target { resource, name }))
     }
 
     /// Every object of a cluster-scoped resource, consistently (as [`Self::get`]).
