@@ -138,6 +138,7 @@ enum EventWrite {
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<EventWrite>,
+    /// Events dropped so far, for the warning that says how many.
     dropped: Arc<AtomicU64>,
 }
 
@@ -171,11 +172,6 @@ impl Recorder {
     /// Queues a merge patch of the Event at `path` (`/api/v1/namespaces/{ns}/events/{name}`).
     pub fn patch(&self, path: String, patch: &serde_json::Value) {
         self.enqueue(EventWrite::Patch { path, body: Bytes::from(patch.to_string()) });
-    }
-
-    /// How many Events this recorder has dropped because too many were waiting.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 
     fn enqueue(&self, write: EventWrite) {
@@ -264,7 +260,7 @@ mod tests {
         for name in ["web.2", "web.3", "web.4"] {
             recorder.create(&scheduled(name));
         }
-        assert_eq!(recorder.dropped(), 2);
+        assert_eq!(recorder.dropped.load(Ordering::Relaxed), 2);
         answers.add_permits(3);
         let (method, path, content_type, body) = received.recv().await.expect("the queued patch");
         assert_eq!((method, path.as_str(), content_type.as_str(), body.as_str()), (Method::PATCH, "/api/v1/namespaces/ns/events/web.1", "application/merge-patch+json", r#"{"count":2}"#));
