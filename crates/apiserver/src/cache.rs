@@ -57,7 +57,7 @@ impl Selectable {
 impl CachedObject {
     /// Builds the served form of an object that already carries its resourceVersion.
     fn from_value(resource: &ResourceType, key: String, object: &Value, revision: Revision) -> Self {
-        let mut json = serde_json::to_vec(object).unwrap_or_default();
+        let mut json = tugboat_api::json::to_vec(object);
         // The encoder grows its buffer by doubling; cached objects live long, so drop the slack.
         json.shrink_to_fit();
         let cached = Self::with_json(resource, key, revision, Bytes::from(json));

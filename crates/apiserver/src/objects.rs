@@ -524,7 +524,7 @@ impl Objects {
 }
 
 pub fn encode(object: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(object).unwrap_or_default())
+    Bytes::from(tugboat_api::json::to_vec(object))
 }
 
 /// After a conditional write failed: Ok when it lost a race it may retry from a fresh read
