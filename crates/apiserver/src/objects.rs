@@ -345,25 +345,26 @@ impl Objects {
             if !desired_revision.is_empty() && desired_revision != revision.to_string() {
                 return Err(ApiError::stale(&target));
             }
-            let mut next = if part == Part::Status {
-                match self.status_update(resource, current, desired)? {
+            let mut next = match part {
+                Part::Status => match self.status_update(resource, current, desired)? {
                     Ok(next) => next,
                     Err(unchanged) => return Ok(Written::Unstored(unchanged)),
-                }
-            } else {
-                let mut next = merge_update(resource, &current, desired, part);
-                resource.apply_defaults(&mut next);
-                self.validate(resource, &next, true)?;
-                if matches!(part, Part::Main) {
-                    let errors = resource.validate_update(&current, &next);
-                    if !errors.is_empty() {
-                        return Err(ApiError::invalid(&target, &errors));
+                },
+                Part::Main | Part::Finalizers => {
+                    let mut next = merge_update(resource, &current, desired, part == Part::Finalizers);
+                    resource.apply_defaults(&mut next);
+                    self.validate(resource, &next, true)?;
+                    if matches!(part, Part::Main) {
+                        let errors = resource.validate_update(&current, &next);
+                        if !errors.is_empty() {
+                            return Err(ApiError::invalid(&target, &errors));
+                        }
                     }
+                    if next == current {
+                        return Ok(Written::Unstored(current));
+                    }
+                    next
                 }
-                if next == current {
-                    return Ok(Written::Unstored(current));
-                }
-                next
             };
             if options.dry_run {
                 return Ok(Written::Unstored(next));
@@ -658,16 +659,18 @@ fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
-/// Combines the stored object with the desired one: fields the writer may not change are kept
-/// from `current`.
-fn merge_update(resource: &ResourceType, current: &Value, desired: Value, part: Part) -> Value {
-    let mut next = match part {
-        Part::Main if resource.subresources.status => with_status_of(desired, current),
-        Part::Main => desired,
-        Part::Status => with_status_from(current.clone(), desired).0,
-        Part::Finalizers => with_finalizers_of(current.clone(), &desired),
+/// Combines the stored object with the desired one for a write to the main resource or (with
+/// `finalizers_only`) to a namespace's finalizers: fields the writer may not change are kept from
+/// `current`. Status writes keep everything but the status (`with_status_from`).
+fn merge_update(resource: &ResourceType, current: &Value, desired: Value, finalizers_only: bool) -> Value {
+    let mut next = if finalizers_only {
+        with_finalizers_of(current.clone(), &desired)
+    } else if resource.subresources.status {
+        with_status_of(desired, current)
+    } else {
+        desired
     };
-    if part == Part::Main && resource.group.is_empty() && resource.kind == "Namespace" {
+    if !finalizers_only && resource.group.is_empty() && resource.kind == "Namespace" {
         next = with_finalizers_of(next, current);
     }
     let no_metadata = Map::new();
@@ -805,7 +808,7 @@ mod tests {
         let deployments = resource("apps", "deployments");
         let current = json!({"metadata":{"name":"a","uid":"u","generation":1,"resourceVersion":"5"},"spec":{"replicas":1},"status":{"replicas":1}});
         let desired = json!({"metadata":{"name":"a","labels":{"x":"y"}},"spec":{"replicas":3},"status":{"replicas":9}});
-        let next = merge_update(deployments, &current, desired, Part::Main);
+        let next = merge_update(deployments, &current, desired, false);
         assert_eq!(next["status"]["replicas"], 1);
         assert_eq!(next["spec"]["replicas"], 3);
         assert_eq!(next["metadata"]["generation"], 2);

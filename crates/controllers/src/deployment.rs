@@ -498,7 +498,7 @@ impl DeploymentController {
         Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
-    fn event(&self, deployment: &Value, message: String) {
+    fn event(&self, deployment: &Value, message: &str) {
         events::record(&self.events, COMPONENT, ("apps/v1", "Deployment"), deployment, "Normal", "ScalingReplicaSet", message);
     }
 
@@ -521,7 +521,7 @@ impl DeploymentController {
         self.merge_patch(&format!("/apis/apps/v1/namespaces/{namespace}/replicasets/{}", view.name), &patch).await?;
         if resized {
             let direction = if size > view.spec { "up" } else { "down" };
-            self.event(deployment, format!("Scaled {direction} replica set {} from {} to {size}", view.name, view.spec));
+            self.event(deployment, &format!("Scaled {direction} replica set {} from {} to {size}", view.name, view.spec));
         }
         Ok(resized)
     }
@@ -564,7 +564,7 @@ impl DeploymentController {
             Err(error) => return Err(error),
         };
         if size > 0 {
-            self.event(deployment, format!("Scaled up replica set {name}-{hash} from 0 to {size}"));
+            self.event(deployment, &format!("Scaled up replica set {name}-{hash} from 0 to {size}"));
         }
         inputs.new_rs_progress = Some((NEW_RS_CREATED, format!("Created new replica set \"{name}-{hash}\"")));
         Ok(Some(created))

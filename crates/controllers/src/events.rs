@@ -15,7 +15,7 @@ pub const POD: InvolvedKind = ("v1", "Pod");
 
 /// Records a `kind` (Normal or Warning) Event about `object` (see [`Recorder`]); a cluster-scoped
 /// object's Events go to the `default` namespace, as in Kubernetes.
-pub fn record(events: &Recorder, component: &'static str, (api_version, object_kind): InvolvedKind, object: &Value, kind: &str, reason: &str, message: String) {
+pub fn record(events: &Recorder, component: &'static str, (api_version, object_kind): InvolvedKind, object: &Value, kind: &str, reason: &str, message: &str) {
     let metadata = &object["metadata"];
     let field = |name: &str| metadata[name].as_str().unwrap_or_default();
     let (name, object_namespace) = (field("name"), field("namespace"));
@@ -34,7 +34,7 @@ pub fn record(events: &Recorder, component: &'static str, (api_version, object_k
         },
         kind,
         reason,
-        message: &message,
+        message,
         component,
         host: None,
         first: now,

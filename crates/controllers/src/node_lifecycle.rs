@@ -422,7 +422,7 @@ impl Controller {
         let ready = ready_status(node).map(str::to_owned);
         let previous = self.health().get_mut(name).and_then(|h| std::mem::replace(&mut h.last_ready, ready.clone()));
         if previous.as_deref() == Some("True") && ready.as_deref() != Some("True") {
-            events::record(&self.events, events::NODE_CONTROLLER, events::NODE, node, "Normal", "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
+            events::record(&self.events, events::NODE_CONTROLLER, events::NODE, node, "Normal", "NodeNotReady", &format!("Node {name} status is now: NodeNotReady"));
         }
         let taints = if stop_all { without_condition_taints(node) } else { wanted_taints(node, now) };
         if let Some(taints) = taints {

@@ -481,13 +481,13 @@ impl ReplicaController {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]});
         match self.client.create_as::<Created>(&format!("/api/v1/namespaces/{namespace}/pods"), &pod).await {
             Ok(created) => {
-                self.event(owner, "Normal", "SuccessfulCreate", format!("Created pod: {}", created.metadata.name));
+                self.event(owner, "Normal", "SuccessfulCreate", &format!("Created pod: {}", created.metadata.name));
                 Ok(())
             }
             Err(error) => {
                 // This pod will never show up in the informer: stop waiting for it.
                 self.expectations.creation_observed(key);
-                self.event(owner, "Warning", "FailedCreate", format!("Error creating: {error}"));
+                self.event(owner, "Warning", "FailedCreate", &format!("Error creating: {error}"));
                 Err(error.into())
             }
         }
@@ -497,7 +497,7 @@ impl ReplicaController {
         let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
         match self.client.request(Method::DELETE, &pod_path(pod), None).await {
             Ok(_) => {
-                self.event(owner, "Normal", "SuccessfulDelete", format!("Deleted pod: {pod_name}"));
+                self.event(owner, "Normal", "SuccessfulDelete", &format!("Deleted pod: {pod_name}"));
                 Ok(())
             }
             Err(error) => {
@@ -507,7 +507,7 @@ impl ReplicaController {
                 if matches!(error, ClientError::Status { code: StatusCode::NOT_FOUND, .. }) {
                     return Ok(());
                 }
-                self.event(owner, "Warning", "FailedDelete", format!("Error deleting: {error}"));
+                self.event(owner, "Warning", "FailedDelete", &format!("Error deleting: {error}"));
                 Err(error.into())
             }
         }
@@ -526,7 +526,7 @@ impl ReplicaController {
     }
 
     /// Records an Event about the owner, in the background (an Event is best effort).
-    fn event(&self, owner: &Value, kind: &str, reason: &str, message: String) {
+    fn event(&self, owner: &Value, kind: &str, reason: &str, message: &str) {
         crate::events::record(&self.events, self.kind.component, (self.kind.api_version, self.kind.kind), owner, kind, reason, message);
     }
 }

@@ -231,7 +231,7 @@ impl TaintEviction {
         let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = pod["metadata"]["name"].as_str().unwrap_or_default();
         let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
-        events::record(&self.events, events::TAINT_EVICTION_CONTROLLER, events::POD, pod, "Normal", "TaintManagerEviction", format!("Marking for deletion Pod {namespace}/{name}"));
+        events::record(&self.events, events::TAINT_EVICTION_CONTROLLER, events::POD, pod, "Normal", "TaintManagerEviction", &format!("Marking for deletion Pod {namespace}/{name}"));
         let condition = json!({"status": {"conditions": [{
             "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
             "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": crate::node_lifecycle::now_rfc3339(),
