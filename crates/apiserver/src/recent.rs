@@ -11,9 +11,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tugboat_store::Revision;
 
-/// Values kept: a burst's creates reach their binding and their first status write within a few
-/// thousand writes; a pod's value is a few KB.
-pub const CAPACITY: usize = 4096;
+/// Values kept. Measured in a burst of 60,000 pods at 5,000 nodes: 99% of the values taken were
+/// taken within 1,024 writes of being kept (a bound pod's first status write follows its binding
+/// within a few hundred), while about half of all kept values are never taken (a running pod's
+/// status, and a create whose binding waits behind a backlog of thousands of pods). Those are
+/// dropped when they leave, a tree of a hundred allocations each, and the longer they stay the
+/// colder they are: with 4,096 kept, these drops were 5% of the server's CPU time.
+pub const CAPACITY: usize = 1024;
 
 pub struct RecentlyWritten {
     capacity: usize,
@@ -41,30 +45,38 @@ impl RecentlyWritten {
     /// Keeps `value`, the object stored under `key` at `revision` (resourceVersion included).
     pub fn put(&self, key: &str, revision: Revision, value: Value) {
         let key: Arc<str> = key.into();
+        let mut dropped = Vec::new();
         let mut state = self.lock();
-        state.values.insert(key.clone(), (revision, value));
+        dropped.extend(state.values.insert(key.clone(), (revision, value)));
         state.order.push_back((key, revision));
         while state.order.len() > self.capacity {
             let Some((oldest, revision)) = state.order.pop_front() else { break };
             if state.values.get(&oldest).is_some_and(|(kept, _)| *kept == revision) {
-                state.values.remove(&oldest);
+                dropped.extend(state.values.remove(&oldest));
             }
         }
+        // Freeing a value's tree takes longer than the rest of a put: not while others wait.
+        drop(state);
+        drop(dropped);
     }
 
     /// The value of `key` at `revision`, if kept; it is no longer kept afterwards.
     pub fn take(&self, key: &str, revision: Revision) -> Option<Value> {
         let mut state = self.lock();
-        match state.values.get(key) {
-            Some((kept, _)) if *kept == revision => state.values.remove(key).map(|(_, value)| value),
+        let (_, value) = match state.values.get(key) {
+            Some((kept, _)) if *kept == revision => state.values.remove(key)?,
             Some((kept, _)) if *kept < revision => {
-                // Written since by someone else: this value can never be asked for again.
-                state.values.remove(key);
-                None
+                // Written since by someone else: this value can never be asked for again. It is
+                // freed once the lock is released, as in `put`.
+                let stale = state.values.remove(key);
+                drop(state);
+                drop(stale);
+                return None;
             }
             // Not kept, or kept at a revision the caller's read has not caught up with yet.
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some(value)
     }
 }
 
