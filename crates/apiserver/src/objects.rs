@@ -97,17 +97,19 @@ impl Objects {
     }
 
     /// Stores `object` (without its resourceVersion) under `key` through `write`, a conditional
-    /// create or update of its encoding, and keeps its value for the next update of it
-    /// ([`RecentlyWritten`]). A failed write hands the object back with the error.
-    async fn write<F>(&self, key: &str, mut object: Value, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
+    /// create or update of its encoding, and keeps a created object's value for its first update
+    /// (`created`; see [`RecentlyWritten`]). A failed write hands the object back with the error.
+    async fn write<F>(&self, key: &str, mut object: Value, created: bool, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
     where
         F: std::future::Future<Output = Result<Revision, StoreError>>,
     {
         let stored = encode(&object);
         match write(stored.clone()).await {
             Ok(revision) => {
-                set_resource_version(&mut object, revision);
-                self.recent.put(key, revision, object);
+                if created {
+                    set_resource_version(&mut object, revision);
+                    self.recent.put(key, revision, object);
+                }
                 Ok(Written::Stored(stored, revision))
             }
             Err(error) => Err((object, error)),
@@ -300,7 +302,7 @@ impl Objects {
         }
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
-            match self.write(&key, object, |stored| self.store.create(&key, stored)).await {
+            match self.write(&key, object, true, |stored| self.store.create(&key, stored)).await {
                 Ok(written) => {
                     if let (Some(allocation), Written::Stored(_, revision)) = (allocation.take(), &written) {
                         // Later allocations must see this object's addresses in the cache.
@@ -379,7 +381,7 @@ impl Objects {
                 }
             } else {
                 strip_resource_version(&mut next);
-                match self.write(&key, next, |stored| self.store.update(&key, stored, revision)).await {
+                match self.write(&key, next, false, |stored| self.store.update(&key, stored, revision)).await {
                     Ok(written) => return Ok(written),
                     Err((_, error)) => error,
                 }
@@ -423,7 +425,7 @@ impl Objects {
                 return Ok(Written::Unstored(object));
             }
             strip_resource_version(&mut object);
-            match self.write(&key, object, |stored| self.store.update(&key, stored, revision)).await {
+            match self.write(&key, object, false, |stored| self.store.update(&key, stored, revision)).await {
                 Ok(written) => return Ok(written),
                 Err((_, lost)) => retry_after(lost, false, &target)?,
             }
