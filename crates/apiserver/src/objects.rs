@@ -16,7 +16,7 @@ use tugboat_store::{Revision, Store, StoreError};
 use crate::allocator::Allocator;
 use crate::cache::{Cache, CachedObject};
 use crate::error::{ApiError, ApiResult, Target};
-use crate::recent::{self, RecentlyWritten};
+use crate::recent::{self, RecentlyCreated};
 use crate::{keys, served};
 use crate::request::FieldValidation;
 
@@ -88,17 +88,17 @@ pub struct Objects {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
     allocator: Allocator,
-    recent: RecentlyWritten,
+    recent: RecentlyCreated,
 }
 
 impl Objects {
     pub fn new(store: Arc<dyn Store>, cache: Arc<Cache>, allocator: Allocator) -> Self {
-        Self { store, cache, allocator, recent: RecentlyWritten::new(recent::CAPACITY) }
+        Self { store, cache, allocator, recent: RecentlyCreated::new(recent::CAPACITY) }
     }
 
     /// Stores `object` (without its resourceVersion) under `key` through `write`, a conditional
     /// create or update of its encoding, and keeps a created object's value for its first update
-    /// (`created`; see [`RecentlyWritten`]). A failed write hands the object back with the error.
+    /// (`created`; see [`RecentlyCreated`]). A failed write hands the object back with the error.
     async fn write<F>(&self, key: &str, mut object: Value, created: bool, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
     where
         F: std::future::Future<Output = Result<Revision, StoreError>>,
@@ -125,7 +125,8 @@ impl Objects {
     }
 
     /// [`Self::get`] for a write that will replace the object: its value is taken from the
-    /// recently written ones when this server wrote that revision, decoded otherwise.
+    /// recently created ones when this server created the object at that revision, decoded
+    /// otherwise.
     async fn current(&self, resource: &ResourceType, key: &str, name: &str) -> ApiResult<(Value, Revision)> {
         let object = self.cached(resource, key, name).await?;
         let value = match self.recent.take(key, object.revision) {

@@ -22,7 +22,7 @@ use tugboat_store::Revision;
 /// thousands of pods behind (then the values leave untaken, and the bindings decode).
 pub const CAPACITY: usize = 1024;
 
-pub struct RecentlyWritten {
+pub struct RecentlyCreated {
     capacity: usize,
     state: Mutex<State>,
 }
@@ -35,7 +35,7 @@ struct State {
     order: VecDeque<(Arc<str>, Revision)>,
 }
 
-impl RecentlyWritten {
+impl RecentlyCreated {
     pub fn new(capacity: usize) -> Self {
         Self { capacity, state: Mutex::default() }
     }
@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn a_value_is_taken_once_and_only_at_its_revision() {
-        let recent = RecentlyWritten::new(8);
+        let recent = RecentlyCreated::new(8);
         recent.put("/pods/a", 5, json!({"n": 5}));
         assert_eq!(recent.take("/pods/a", 4), None, "another revision");
         recent.put("/pods/a", 6, json!({"n": 6}));
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn a_newer_write_replaces_the_value_and_the_oldest_go_first() {
-        let recent = RecentlyWritten::new(2);
+        let recent = RecentlyCreated::new(2);
         recent.put("/a", 1, json!(1));
         recent.put("/a", 2, json!(2));
         assert_eq!(recent.take("/a", 1), None, "a read behind the write");
