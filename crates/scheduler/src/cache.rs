@@ -7,6 +7,7 @@
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::node_table::NodeTable;
 use std::sync::Arc;
 use tugboat_api::quantity;
 
@@ -237,25 +238,29 @@ pub struct Nomination {
     pub resources: Resources,
 }
 
+/// In declaration order (`repr(C)`): what the filter reads of every node it passes over comes
+/// first, in the record's first three cache lines, then what only scoring, preemption or
+/// look-ups by label read. The search walks hundreds of records per pod (see `node_table`).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct NodeInfo {
-    pub name: String,
-    pub ready: bool,
-    pub unschedulable: bool,
-    /// Read through [`NodeInfo::label`].
-    labels: BTreeMap<String, String>,
-    /// The labels as topology rules read them (set by the cache).
-    pub domains: NodeDomains,
-    pub taints: Vec<Taint>,
     pub allocatable: Resources,
     pub requested: Resources,
     pub pod_count: i64,
+    pub taints: Vec<Taint>,
+    pub nominated: Vec<Nomination>,
+    pub ready: bool,
+    pub unschedulable: bool,
+    /// The labels as topology rules read them (set by the cache).
+    pub domains: NodeDomains,
+    pub name: String,
+    /// Read through [`NodeInfo::label`].
+    labels: BTreeMap<String, String>,
     pub host_ports: HashSet<(String, i32)>,
     /// Pods per controller (owner UID), for spreading replicas.
     pub owner_counts: HashMap<String, usize>,
     /// The pods counted against the node, by UID (preemption picks victims among them).
     pub pods: HashMap<Arc<str>, Arc<PodInfo>>,
-    pub nominated: Vec<Nomination>,
 }
 
 impl NodeInfo {
@@ -545,7 +550,7 @@ pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
 
 #[derive(Default)]
 pub struct Cache {
-    pub nodes: BTreeMap<String, NodeInfo>,
+    pub nodes: NodeTable,
     /// Every counted pod by UID.
     pub pods: HashMap<Arc<str>, Arc<PodInfo>>,
     pub labels: LabelIndex,
@@ -566,8 +571,7 @@ pub struct Cache {
 impl Cache {
     /// Adds or updates a node; answers whether anything a filter reads changed.
     pub fn set_node(&mut self, node: &Node) -> bool {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo::new(&name));
+        let info = self.nodes.get_or_insert(node.metadata.name.as_deref().unwrap_or_default());
         let before = (info.ready, info.unschedulable, info.allocatable, info.taints.clone(), info.labels.clone());
         info.set_node(node);
         let changed = before != (info.ready, info.unschedulable, info.allocatable, info.taints.clone(), info.labels.clone());
@@ -604,7 +608,7 @@ impl Cache {
         }
         self.forget(uid);
         let info = Arc::new(PodInfo::new(uid, pod, node));
-        self.nodes.entry(node.to_owned()).or_insert_with(|| NodeInfo::new(node)).add_pod(&info);
+        self.nodes.get_or_insert(node).add_pod(&info);
         for (key, value) in info.labels.iter() {
             self.labels.insert(key, value, &info.uid);
         }

@@ -16,6 +16,7 @@
 //! so two schedulers never double-bind; this one counts its own bindings in flight (see `cache`).
 
 mod cache;
+mod node_table;
 mod plugins;
 mod preemption;
 mod queue;

@@ -44,7 +44,7 @@ pub fn find(cache: &Cache, request: &PodRequest, topology: Option<&PodTopology>,
         if found.len() >= enough {
             break;
         }
-        let Some(node) = cache.nodes.get(*name) else { continue };
+        let Some(node) = cache.nodes.get(name) else { continue };
         if let Some(victims) = victims_on(request, topology, node, incoming_labels) {
             found.push(Preemption { node: node.name.clone(), victims });
         }

@@ -12,7 +12,6 @@ use crate::preemption::{self, Preemption};
 use crate::topology::PodTopology;
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 #[derive(Debug)]
 pub enum Decision {
@@ -62,13 +61,9 @@ pub fn decide(cache: &mut Cache, uid: &str, pod: &Pod) -> Decision {
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted.min(total));
     let mut last_processed: Option<&str> = None;
     // From where the previous search stopped, round to it.
-    let start = cache.next_start.as_str();
-    let in_search_order = || {
-        let from_start = cache.nodes.range::<str, _>((Bound::Included(start), Bound::Unbounded));
-        from_start.chain(cache.nodes.range::<str, _>((Bound::Unbounded, Bound::Excluded(start))))
-    };
-    for (name, node) in in_search_order() {
-        last_processed = Some(name);
+    let in_search_order = cache.nodes.round_from(&cache.next_start);
+    for node in in_search_order.clone() {
+        last_processed = Some(node.name.as_str());
         // Whether it fits is the same in any order of the filters: the topology filter (a few
         // look-ups, and what rejects most nodes for a spread or anti-affine pod) goes first.
         // Why a node does not fit matters only when none does (below).
@@ -79,16 +74,13 @@ pub fn decide(cache: &mut Cache, uid: &str, pod: &Pod) -> Decision {
             }
         }
     }
-    let next_start = last_processed
-        .and_then(|last| cache.nodes.range::<str, _>((Bound::Excluded(last), Bound::Unbounded)).next())
-        .map(|(name, _)| name.clone())
-        .unwrap_or_default();
+    let next_start = last_processed.and_then(|last| cache.nodes.name_after(last)).unwrap_or_default().to_owned();
     if feasible.is_empty() {
         // Every node was looked at and none fits: again, for the reasons, in kube-scheduler's
         // filter order (each node is reported under the first filter that rejects it).
         let mut reasons: Vec<(Reason, usize)> = Vec::new();
         let mut resolvable: Vec<&str> = Vec::new();
-        for (name, node) in in_search_order() {
+        for node in in_search_order {
             if let Err(unfit) = filter(&request, topology.as_ref(), node) {
                 for reason in unfit.reasons() {
                     match reasons.iter_mut().find(|(r, _)| r == reason) {
@@ -97,7 +89,7 @@ pub fn decide(cache: &mut Cache, uid: &str, pod: &Pod) -> Decision {
                     }
                 }
                 if preempting && unfit.resolvable_by_preemption() {
-                    resolvable.push(name);
+                    resolvable.push(&node.name);
                 }
             }
         }

@@ -296,7 +296,7 @@ impl<'a> PodTopology<'a> {
             self.spread.iter_mut().for_each(|c| c.domains = domains);
             return;
         }
-        for node in cache.nodes.values() {
+        for node in cache.nodes.iter() {
             if self.spread_eligible(node) {
                 for constraint in &mut self.spread {
                     if let Some(value) = node.domains.get(constraint.key) {
@@ -560,8 +560,8 @@ mod tests {
     /// The verdict per node, in node order.
     fn verdicts(cache: &Cache, incoming: &Pod) -> Vec<Result<(), TopologyFailure>> {
         let topology = PodTopology::build(cache, incoming).expect("the pod has terms");
-        let verdicts: Vec<_> = cache.nodes.values().map(|node| topology.filter(node)).collect();
-        let fits: Vec<bool> = cache.nodes.values().map(|node| topology.fits(node)).collect();
+        let verdicts: Vec<_> = cache.nodes.iter().map(|node| topology.filter(node)).collect();
+        let fits: Vec<bool> = cache.nodes.iter().map(|node| topology.fits(node)).collect();
         assert_eq!(fits, verdicts.iter().map(Result::is_ok).collect::<Vec<_>>(), "the tabulated verdicts agree with the filter");
         verdicts
     }
