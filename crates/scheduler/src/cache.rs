@@ -6,7 +6,8 @@
 //! overcommits a node.
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::collections::BTreeMap;
 use crate::node_table::NodeTable;
 use std::sync::Arc;
 use tugboat_api::quantity;

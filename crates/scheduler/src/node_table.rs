@@ -8,7 +8,7 @@
 //! search would read a dozen nodes' names, each a cache miss.
 
 use crate::cache::NodeInfo;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::ops::Index;
 
 #[derive(Default)]

@@ -11,9 +11,9 @@ use crate::cache::{Cache, Domains, KeyId, LabelSource, NamespaceLabels, NodeInfo
 use crate::plugins::{node_affinity_matches, set_requirement_matches};
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 // Topology counts are looked up for every node a pod is filtered against: a fast hasher.
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 /// A label selector as Kubernetes evaluates it against labels (an empty selector matches all).
