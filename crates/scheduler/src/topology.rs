@@ -36,20 +36,23 @@ struct PodMatcher<'a> {
 #[derive(Clone)]
 enum NamespaceScope<'a> {
     All,
-    Listed(Vec<&'a str>),
+    /// The namespace of the pod whose term it is (a term that names none). Borrowed, like the
+    /// others: a matcher is made for each existing pod's term an incoming pod meets.
+    Own(&'a str),
+    Listed(&'a [String]),
     /// The listed namespaces and those whose labels the selector matches.
-    ListedOrSelected(Vec<&'a str>, &'a LabelSelector, &'a NamespaceLabels),
+    ListedOrSelected(&'a [String], &'a LabelSelector, &'a NamespaceLabels),
 }
 
 impl<'a> PodMatcher<'a> {
     /// Kubernetes' rule: the term's `namespaces` plus those its `namespaceSelector` selects (an
     /// empty selector selects all); with neither, the owning pod's namespace.
     fn of_term(term: &'a PodAffinityTerm, own_namespace: &'a str, namespace_labels: &'a NamespaceLabels) -> Self {
-        let listed: Vec<&str> = term.namespaces.iter().flatten().map(String::as_str).collect();
+        let listed = term.namespaces.as_deref().unwrap_or_default();
         let scope = match &term.namespace_selector {
             Some(selector) if selector.match_labels.as_ref().is_none_or(|m| m.is_empty()) && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty()) => NamespaceScope::All,
             Some(selector) => NamespaceScope::ListedOrSelected(listed, selector, namespace_labels),
-            None if listed.is_empty() => NamespaceScope::Listed(vec![own_namespace]),
+            None if listed.is_empty() => NamespaceScope::Own(own_namespace),
             None => NamespaceScope::Listed(listed),
         };
         PodMatcher { selector: term.label_selector.as_ref(), scope }
@@ -58,9 +61,10 @@ impl<'a> PodMatcher<'a> {
     fn matches(&self, namespace: &str, labels: &impl LabelSource) -> bool {
         let in_scope = match &self.scope {
             NamespaceScope::All => true,
-            NamespaceScope::Listed(listed) => listed.contains(&namespace),
+            NamespaceScope::Own(own) => *own == namespace,
+            NamespaceScope::Listed(listed) => listed.iter().any(|n| n == namespace),
             NamespaceScope::ListedOrSelected(listed, selector, namespace_labels) => {
-                listed.contains(&namespace) || namespace_labels.get(namespace).is_some_and(|l| selector_matches(selector, l))
+                listed.iter().any(|n| n == namespace) || namespace_labels.get(namespace).is_some_and(|l| selector_matches(selector, l))
             }
         };
         in_scope && self.selector.is_some_and(|s| selector_matches(s, labels))
