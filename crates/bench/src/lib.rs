@@ -1,4 +1,5 @@
-//! What the benchmark binaries share: reading a process's memory and summarising latencies.
+//! What the benchmark binaries share: reading a process's memory and CPU time, and summarising
+//! latencies.
 
 use std::time::Duration;
 
@@ -11,6 +12,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// CPU time a process has used so far, user and system, all threads (zero if it is gone).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces and parentheses: count fields after its ')'.
+    // utime and stime are fields 14 and 15, in USER_HZ ticks, which Linux fixes at 100 per second
+    // for everything it reports to user space.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// The `q` quantile (0.0..=1.0) of latencies sorted ascending (zero when there are none).
@@ -36,5 +48,20 @@ mod tests {
         assert_eq!(quantile(&sorted, 0.99), Duration::from_millis(99));
         assert_eq!(quantile(&[], 0.5), Duration::ZERO);
         assert_eq!(rss_kib(u32::MAX), 0);
+        assert_eq!(cpu_time(u32::MAX), Duration::ZERO);
+    }
+
+    #[test]
+    fn cpu_time_grows_as_this_process_works() {
+        let before = cpu_time(std::process::id());
+        // Busy until 50 ms of CPU time show (at most 10 s of wall time, on a crowded machine).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut spin = 0u64;
+        while cpu_time(std::process::id()) < before + Duration::from_millis(50) && std::time::Instant::now() < deadline {
+            for _ in 0..100_000 {
+                spin = std::hint::black_box(spin.wrapping_add(1));
+            }
+        }
+        assert!(cpu_time(std::process::id()) >= before + Duration::from_millis(50), "no CPU time showed after {spin} spins");
     }
 }

@@ -1,8 +1,9 @@
 //! `tugboat-bench-scale`: the control plane at scale. For each node count it starts a fresh
 //! `tugboat server` (API server, SQLite store, scheduler, controllers; no agent) and a
 //! `tugboat sim` process simulating the nodes, then measures through the real API:
-//! - scheduling throughput and per-pod latency for a burst of bare pods, plain and with required
-//!   pod anti-affinity plus a DoNotSchedule topology spread constraint;
+//! - scheduling throughput, per-pod latency and the server's CPU time per pod for a burst of bare
+//!   pods, plain and with required pod anti-affinity plus a DoNotSchedule topology spread
+//!   constraint;
 //! - scheduling latency at a paced arrival rate;
 //! - the time a Deployment of many replicas takes to become available;
 //! - the server's RSS and store size, at the largest node count after filling up to a total pod
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tugboat_bench::{quantile, rss_kib};
+use tugboat_bench::{cpu_time, quantile, rss_kib};
 use tugboat_client::Client;
 use tugboat_testkit::{Server, Sim};
 
@@ -234,6 +235,9 @@ struct Summary {
     /// Bound pods per second from the first pod seen to the last binding.
     overall: f64,
     latencies: Vec<Duration>,
+    /// The server's CPU time from the first create to the last binding: per bound pod, a figure
+    /// that a noisy machine moves less than the rates (it counts no time the server waited).
+    server_cpu: Duration,
 }
 
 impl Summary {
@@ -254,14 +258,15 @@ impl Summary {
             (Some(a), Some(b)) if *b > a => bindings.len() as f64 / b.duration_since(a).as_secs_f64(),
             _ => 0.0,
         };
-        Summary { expected, bound: bindings.len(), sustained, overall, latencies }
+        Summary { expected, bound: bindings.len(), sustained, overall, latencies, server_cpu: Duration::ZERO }
     }
 
     fn line(&self, what: &str) -> String {
         let ms = |q| quantile(&self.latencies, q).as_secs_f64() * 1e3;
         format!(
-            "{what:<40} {:>6}/{:<6} bound  sustained {:>7.0} pods/s  overall {:>7.0} pods/s  latency p50 {:>8.1} ms  p99 {:>8.1} ms",
-            self.bound, self.expected, self.sustained, self.overall, ms(0.5), ms(0.99)
+            "{what:<40} {:>6}/{:<6} bound  sustained {:>7.0} pods/s  overall {:>7.0} pods/s  latency p50 {:>8.1} ms  p99 {:>8.1} ms  server CPU {:>4.0} µs/pod",
+            self.bound, self.expected, self.sustained, self.overall, ms(0.5), ms(0.99),
+            self.server_cpu.as_secs_f64() * 1e6 / self.bound.max(1) as f64
         )
     }
 }
@@ -338,9 +343,12 @@ async fn create_pods(connections: &[Client], creators: usize, namespace: &str, p
 
 async fn scheduling_run(cluster: &Cluster, args: &Args, namespace: &str, count: usize, rate: Option<u64>, constrained: bool) -> anyhow::Result<Summary> {
     cluster.namespace(namespace).await?;
+    let cpu_before = cpu_time(cluster.server_pid());
     let took = create_pods(&cluster.clients, args.clients, namespace, "p", count, rate, constrained).await?;
     println!("  created {count} pods in {namespace} in {:.1} s ({:.0}/s)", took.as_secs_f64(), count as f64 / took.as_secs_f64());
-    Ok(cluster.watcher.scheduling(namespace, count, Duration::from_secs(args.phase_timeout)).await)
+    let mut summary = cluster.watcher.scheduling(namespace, count, Duration::from_secs(args.phase_timeout)).await;
+    summary.server_cpu = cpu_time(cluster.server_pid()).saturating_sub(cpu_before);
+    Ok(summary)
 }
 
 /// Creates a Deployment of `replicas` and answers how long until all are available.
