@@ -97,21 +97,15 @@ impl Objects {
     }
 
     /// Stores `object` (without its resourceVersion) under `key` through `write`, a conditional
-    /// create or update of its encoding, and keeps a created object's value for its first update
-    /// (`created`; see [`RecentlyCreated`]). A failed write hands the object back with the error.
-    async fn write<F>(&self, key: &str, mut object: Value, created: bool, write: impl FnOnce(Bytes) -> F) -> Result<Written, (Value, StoreError)>
+    /// create or update of its encoding. The object comes back either way: with its encoding and
+    /// revision once stored, with the error otherwise.
+    async fn write<F>(object: Value, write: impl FnOnce(Bytes) -> F) -> Result<(Bytes, Revision, Value), (Value, StoreError)>
     where
         F: std::future::Future<Output = Result<Revision, StoreError>>,
     {
         let stored = encode(&object);
         match write(stored.clone()).await {
-            Ok(revision) => {
-                if created {
-                    set_resource_version(&mut object, revision);
-                    self.recent.put(key, revision, object);
-                }
-                Ok(Written::Stored(stored, revision))
-            }
+            Ok(revision) => Ok((stored, revision, object)),
             Err(error) => Err((object, error)),
         }
     }
@@ -303,13 +297,16 @@ impl Objects {
         }
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
-            match self.write(&key, object, true, |stored| self.store.create(&key, stored)).await {
-                Ok(written) => {
-                    if let (Some(allocation), Written::Stored(_, revision)) = (allocation.take(), &written) {
+            match Self::write(object, |stored| self.store.create(&key, stored)).await {
+                Ok((stored, revision, mut created)) => {
+                    // Its first update (the binding, for a pod) starts from this value.
+                    set_resource_version(&mut created, revision);
+                    self.recent.put(&key, revision, created);
+                    if let Some(allocation) = allocation.take() {
                         // Later allocations must see this object's addresses in the cache.
-                        allocation.hold_until_cached(&self.cache, *revision).await;
+                        allocation.hold_until_cached(&self.cache, revision).await;
                     }
-                    return Ok(written);
+                    return Ok(Written::Stored(stored, revision));
                 }
                 Err((mut returned, StoreError::AlreadyExists { .. })) if !generate_name.is_empty() && attempt < 8 => {
                     meta::metadata_mut(&mut returned).insert("name".into(), generated_name(&generate_name).into());
@@ -382,8 +379,8 @@ impl Objects {
                 }
             } else {
                 strip_resource_version(&mut next);
-                match self.write(&key, next, false, |stored| self.store.update(&key, stored, revision)).await {
-                    Ok(written) => return Ok(written),
+                match Self::write(next, |stored| self.store.update(&key, stored, revision)).await {
+                    Ok((stored, revision, _)) => return Ok(Written::Stored(stored, revision)),
                     Err((_, error)) => error,
                 }
             };
@@ -426,8 +423,8 @@ impl Objects {
                 return Ok(Written::Unstored(object));
             }
             strip_resource_version(&mut object);
-            match self.write(&key, object, false, |stored| self.store.update(&key, stored, revision)).await {
-                Ok(written) => return Ok(written),
+            match Self::write(object, |stored| self.store.update(&key, stored, revision)).await {
+                Ok((stored, revision, _)) => return Ok(Written::Stored(stored, revision)),
                 Err((_, lost)) => retry_after(lost, false, &target)?,
             }
         }

@@ -66,20 +66,13 @@ impl RecentlyCreated {
     /// The value of `key` at `revision`, if kept; it is no longer kept afterwards.
     pub fn take(&self, key: &str, revision: Revision) -> Option<Value> {
         let mut state = self.lock();
-        let (_, value) = match state.values.get(key) {
-            Some((kept, _)) if *kept == revision => state.values.remove(key)?,
-            Some((kept, _)) if *kept < revision => {
-                // Written since by someone else: this value can never be asked for again. It is
-                // freed once the lock is released, as in `put`.
-                let stale = state.values.remove(key);
-                drop(state);
-                drop(stale);
-                return None;
-            }
-            // Not kept, or kept at a revision the caller's read has not caught up with yet.
-            _ => return None,
-        };
-        Some(value)
+        // Kept at a revision the caller's read has not caught up with yet: it stays.
+        let kept = state.values.get(key).map(|(kept, _)| *kept).filter(|kept| *kept <= revision)?;
+        // At an older revision it was written since by someone else, and can never be asked for
+        // again: it goes too, freed once the lock is released (as in `put`).
+        let (_, value) = state.values.remove(key)?;
+        drop(state);
+        (kept == revision).then_some(value)
     }
 }
 

@@ -5,10 +5,11 @@
 //! decision, not from the moment the API server confirms the binding — so a burst never
 //! overcommits a node.
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm};
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use std::collections::BTreeMap;
 use crate::node_table::NodeTable;
+// Every pod event and attempt looks pods and nodes up by name: a fast hasher, seeded per process.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tugboat_api::quantity;
 
