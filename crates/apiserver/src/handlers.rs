@@ -12,6 +12,7 @@ use tugboat_api::selector::{FieldSelector, LabelSelector};
 use tugboat_api::{meta, schema, ResourceType};
 use tugboat_store::ListOptions;
 
+use crate::binding::{Binding, Refusal};
 use crate::cache::{CachedObject, ResourceCache};
 use crate::error::{ApiError, ApiResult, Target};
 use crate::objects::{DeleteOptions, Deleted, Part, WriteOptions};
@@ -333,30 +334,19 @@ impl ApiServer {
                 message: "Required value".into(),
             }]));
         }
-        let expected_uid = meta::str_at(&binding, "/metadata/uid").to_owned();
+        let now = crate::objects::now_rfc3339();
+        let binding = Binding { node: &node, expected_uid: meta::str_at(&binding, "/metadata/uid"), now: &now };
         // One write sets the node and PodScheduled=True, as Kubernetes' binding storage does:
         // every pod is bound once, so a second write here would be a fifth of a burst's writes.
         self.objects
             .update_in_storage(pods, namespace, name, write_options(query)?, |pod| {
                 let target = Target { resource: pods, name };
-                if !expected_uid.is_empty() && meta::str_at(pod, "/metadata/uid") != expected_uid {
-                    return Err(ApiError::conflict(&target, "the UID in the binding does not match the pod"));
-                }
-                let assigned = meta::str_at(pod, "/spec/nodeName");
-                if !assigned.is_empty() {
-                    return Err(ApiError::conflict(&target, &format!("pod {name} is already assigned to node {assigned:?}")));
-                }
-                if !meta::str_at(pod, "/metadata/deletionTimestamp").is_empty() {
-                    return Err(ApiError::conflict(&target, &format!("pod {name} is being deleted, cannot be assigned to a host")));
-                }
-                meta::object_field_mut(pod, "spec").insert("nodeName".into(), node.clone().into());
-                let status = meta::object_field_mut(pod, "status");
-                let conditions = status.entry("conditions").or_insert_with(|| json!([]));
-                if let Value::Array(conditions) = conditions {
-                    conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-                    conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::objects::now_rfc3339()}));
-                }
-                Ok(())
+                crate::binding::bind(pod, &binding).map_err(|refusal| match refusal {
+                    Some(Refusal::UidMismatch) => ApiError::conflict(&target, "the UID in the binding does not match the pod"),
+                    Some(Refusal::AlreadyAssigned(node)) => ApiError::conflict(&target, &format!("pod {name} is already assigned to node {node:?}")),
+                    Some(Refusal::BeingDeleted) => ApiError::conflict(&target, &format!("pod {name} is being deleted, cannot be assigned to a host")),
+                    None => ApiError::internal(format!("the stored pod {name} is not a JSON object; recreate it")),
+                })
             })
             .await?;
         Ok(respond::json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))

@@ -8,6 +8,7 @@
 mod admission;
 mod agent_proxy;
 mod allocator;
+mod binding;
 mod cache;
 mod discovery;
 mod error;
@@ -15,7 +16,6 @@ mod handlers;
 mod keys;
 mod namespaces;
 mod objects;
-mod recent;
 mod request;
 mod respond;
 mod served;

@@ -16,7 +16,6 @@ use tugboat_store::{Revision, Store, StoreError};
 use crate::allocator::Allocator;
 use crate::cache::{Cache, CachedObject};
 use crate::error::{ApiError, ApiResult, Target};
-use crate::recent::{self, RecentlyCreated};
 use crate::{keys, served};
 use crate::request::FieldValidation;
 
@@ -88,12 +87,11 @@ pub struct Objects {
     pub store: Arc<dyn Store>,
     pub cache: Arc<Cache>,
     allocator: Allocator,
-    recent: RecentlyCreated,
 }
 
 impl Objects {
     pub fn new(store: Arc<dyn Store>, cache: Arc<Cache>, allocator: Allocator) -> Self {
-        Self { store, cache, allocator, recent: RecentlyCreated::new(recent::CAPACITY) }
+        Self { store, cache, allocator }
     }
 
     /// Stores `object` (without its resourceVersion) under `key` through `write`, a conditional
@@ -118,20 +116,10 @@ impl Objects {
         Ok((object.value(), object.revision))
     }
 
-    /// [`Self::get`] for a write that will replace the object: its value is taken from the
-    /// recently created ones when this server created the object at that revision, decoded
-    /// otherwise.
+    /// [`Self::get`] by store key, for a write that will replace the object.
     async fn current(&self, resource: &ResourceType, key: &str, name: &str) -> ApiResult<(Value, Revision)> {
         let object = self.cached(resource, key, name).await?;
-        let value = match self.recent.take(key, object.revision) {
-            Some(value) => {
-                // Every test's updates check that the kept value is what decoding would give.
-                debug_assert_eq!(value, object.value(), "the value kept for {key} differs from its cached JSON");
-                value
-            }
-            None => object.value(),
-        };
-        Ok((value, object.revision))
+        Ok((object.value(), object.revision))
     }
 
     /// [`Self::get`], as the cache holds it: its served JSON is at hand, its value is not.
@@ -298,10 +286,7 @@ impl Objects {
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
             match Self::write(object, |stored| self.store.create(&key, stored)).await {
-                Ok((stored, revision, mut created)) => {
-                    // Its first update (the binding, for a pod) starts from this value.
-                    set_resource_version(&mut created, revision);
-                    self.recent.put(&key, revision, created);
+                Ok((stored, revision, _)) => {
                     if let Some(allocation) = allocation.take() {
                         // Later allocations must see this object's addresses in the cache.
                         allocation.hold_until_cached(&self.cache, revision).await;
@@ -402,30 +387,30 @@ impl Objects {
         Ok(if next.get("status") == previous.as_ref() { Err(next) } else { Ok(next) })
     }
 
-    /// A write straight to storage, as Kubernetes' pods/binding makes one: `mutate` changes the
-    /// current object in place, with no defaulting, validation, metadata merge or generation
-    /// count (what it changes needs none of them, and a pod is bound once in its life: this is a
-    /// quarter of a burst's writes). Retried from a fresh read when another write got there first.
+    /// A write straight to storage, as Kubernetes' pods/binding makes one: `edit` turns the
+    /// current object's served JSON into the JSON to store, with no defaulting, validation,
+    /// metadata merge or generation count (what it changes needs none of them, and a pod is
+    /// bound once in its life: this is a quarter of a burst's writes). Retried from a fresh read
+    /// when another write got there first.
     pub async fn update_in_storage(
         &self,
         resource: &'static ResourceType,
         namespace: &str,
         name: &str,
         options: WriteOptions,
-        mutate: impl Fn(&mut Value) -> ApiResult<()>,
-    ) -> ApiResult<Written> {
+        edit: impl Fn(&[u8]) -> ApiResult<Vec<u8>>,
+    ) -> ApiResult<()> {
         let target = Target { resource, name };
         let key = keys::object_key(resource, namespace, name);
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let (mut object, revision) = self.current(resource, &key, name).await?;
-            mutate(&mut object)?;
+            let current = self.cached(resource, &key, name).await?;
+            let stored = edit(&current.json)?;
             if options.dry_run {
-                return Ok(Written::Unstored(object));
+                return Ok(());
             }
-            strip_resource_version(&mut object);
-            match Self::write(object, |stored| self.store.update(&key, stored, revision)).await {
-                Ok((stored, revision, _)) => return Ok(Written::Stored(stored, revision)),
-                Err((_, lost)) => retry_after(lost, false, &target)?,
+            match self.store.update(&key, Bytes::from(stored), current.revision).await {
+                Ok(_) => return Ok(()),
+                Err(lost) => retry_after(lost, false, &target)?,
             }
         }
         Err(ApiError::conflict(&target, "too many concurrent writers; try again"))
