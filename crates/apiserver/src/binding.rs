@@ -7,11 +7,7 @@
 //! Invariant: the result is the text `serde_json::to_vec` writes for the decoded pod with the
 //! same change made (keys in order, no whitespace), when the pod's text is one this server wrote.
 
-use serde::de::{Deserializer, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
-use std::borrow::{Borrow, Cow};
-use std::collections::BTreeMap;
+use crate::json_text::{elements, field, members, string, write_object, write_string, Edit, Member};
 
 /// What the binding asks for.
 pub struct Binding<'a> {
@@ -34,139 +30,56 @@ pub enum Refusal {
 /// `spec.nodeName` set and PodScheduled=True replacing any PodScheduled condition. Err(None)
 /// when `served` is not a JSON object.
 pub fn bind(served: &[u8], binding: &Binding) -> Result<Vec<u8>, Option<Refusal>> {
-    let text = tugboat_api::json::text(served).map_err(|_| None)?;
-    let mut pod: Members = serde_json::from_str(text).map_err(|_| None)?;
-    let mut metadata = members_of(pod.get("metadata"));
-    if !binding.expected_uid.is_empty() && string_of(metadata.get("uid")) != binding.expected_uid {
+    let pod = members(served).ok_or(None)?;
+    let metadata = object_members(field(&pod, "metadata"));
+    if !binding.expected_uid.is_empty() && string_of(field(&metadata, "uid")) != binding.expected_uid {
         return Err(Some(Refusal::UidMismatch));
     }
-    if !string_of(metadata.get("deletionTimestamp")).is_empty() {
+    if !string_of(field(&metadata, "deletionTimestamp")).is_empty() {
         return Err(Some(Refusal::BeingDeleted));
     }
-    let mut spec = members_of(pod.get("spec"));
-    let assigned = string_of(spec.get("nodeName"));
+    let spec = object_members(field(&pod, "spec"));
+    let assigned = string_of(field(&spec, "nodeName"));
     if !assigned.is_empty() {
         return Err(Some(Refusal::AlreadyAssigned(assigned.into_owned())));
     }
-    metadata.remove("resourceVersion");
-    spec.insert(Text::from("nodeName"), Part::String(binding.node));
-    let mut status = members_of(pod.get("status"));
+    let status = object_members(field(&pod, "status"));
     // As the decoded write did: absent conditions start empty, and conditions that are not a
     // list are left alone.
-    let conditions = match raw_of(status.get("conditions")) {
-        Some(raw) => serde_json::from_str::<Vec<Part>>(raw.get()).ok(),
-        None => Some(Vec::new()),
+    let conditions = field(&status, "conditions").map_or(Some(Vec::new()), elements);
+    let write_conditions = |out: &mut Vec<u8>| {
+        out.push(b'[');
+        for condition in conditions.iter().flatten().filter(|c| condition_type(c) != "PodScheduled") {
+            out.extend_from_slice(condition);
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"lastProbeTime":null,"lastTransitionTime":"#);
+        write_string(out, binding.now);
+        out.extend_from_slice(br#","status":"True","type":"PodScheduled"}]"#);
     };
-    if let Some(mut list) = conditions {
-        list.retain(|condition| raw_of(Some(condition)).is_none_or(|raw| condition_type(raw) != "PodScheduled"));
-        list.push(Part::Condition { now: binding.now });
-        status.insert(Text::from("conditions"), Part::List(list));
-    }
-    pod.insert(Text::from("metadata"), Part::Object(metadata));
-    pod.insert(Text::from("spec"), Part::Object(spec));
-    pod.insert(Text::from("status"), Part::Object(status));
-    serde_json::to_vec(&pod).map_err(|_| None)
-}
-
-/// An object's members in key order, each value as text or as rewritten.
-type Members<'a> = BTreeMap<Text<'a>, Part<'a>>;
-
-/// One value of the rewritten pod. Parsed values are `Raw`; the others are written here.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Part<'a> {
-    /// Unchanged: its text, copied as it was.
-    Raw(&'a RawValue),
-    Object(Members<'a>),
-    List(Vec<Part<'a>>),
-    String(&'a str),
-    #[serde(serialize_with = "scheduled_condition")]
-    Condition { now: &'a str },
-}
-
-// By hand: a derived (untagged) Deserialize would buffer the value, and only serde_json's own
-// deserializer can hand out its text.
-impl<'de> Deserialize<'de> for Part<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        <&RawValue>::deserialize(deserializer).map(Part::Raw)
-    }
-}
-
-/// PodScheduled=True, with its keys in the order the encoder writes them.
-fn scheduled_condition<S: Serializer>(now: &&str, serializer: S) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Condition<'a> {
-        last_probe_time: (),
-        last_transition_time: &'a str,
-        status: &'a str,
-        r#type: &'a str,
-    }
-    Condition { last_probe_time: (), last_transition_time: now, status: "True", r#type: "PodScheduled" }.serialize(serializer)
-}
-
-/// The text of a parsed value.
-fn raw_of<'a>(value: Option<&Part<'a>>) -> Option<&'a RawValue> {
-    match value {
-        Some(Part::Raw(raw)) => Some(raw),
-        _ => None,
-    }
+    let status_edits: &[(&str, Edit)] = if conditions.is_some() { &[("conditions", Edit::Set(&write_conditions))] } else { &[] };
+    let mut stored = Vec::with_capacity(served.len() + 128);
+    write_object(&mut stored, &pod, &[
+        ("metadata", Edit::Set(&|out| write_object(out, &metadata, &[("resourceVersion", Edit::Remove)]))),
+        ("spec", Edit::Set(&|out| write_object(out, &spec, &[("nodeName", Edit::Set(&|out| write_string(out, binding.node)))]))),
+        ("status", Edit::Set(&|out| write_object(out, &status, status_edits))),
+    ]);
+    Ok(stored)
 }
 
 /// The members of an object value; none when absent or not an object (the decoded write
 /// replaced such a value with an empty object too).
-fn members_of<'a>(value: Option<&Part<'a>>) -> Members<'a> {
-    raw_of(value).and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
+fn object_members(value: Option<&[u8]>) -> Vec<Member<'_>> {
+    value.and_then(members).unwrap_or_default()
 }
 
 /// A string value; empty when absent or not a string (as `meta::str_at` reads).
-fn string_of<'a>(value: Option<&Part<'a>>) -> Cow<'a, str> {
-    raw_of(value).and_then(|raw| serde_json::from_str::<Text>(raw.get()).ok()).map(|t| t.0).unwrap_or_default()
+fn string_of(value: Option<&[u8]>) -> std::borrow::Cow<'_, str> {
+    value.and_then(string).unwrap_or_default()
 }
 
-fn condition_type(condition: &RawValue) -> Cow<'_, str> {
-    #[derive(Deserialize)]
-    struct Typed<'a> {
-        #[serde(borrow, default)]
-        r#type: Option<Text<'a>>,
-    }
-    serde_json::from_str::<Typed>(condition.get()).ok().and_then(|t| t.r#type).map(|t| t.0).unwrap_or_default()
-}
-
-/// A string of the text: borrowed unless it has escapes. (serde borrows `Cow` only as a
-/// struct field, and map keys are not fields.)
-#[derive(PartialEq, Eq, PartialOrd, Ord, Serialize)]
-struct Text<'a>(Cow<'a, str>);
-
-impl<'a> From<&'a str> for Text<'a> {
-    fn from(text: &'a str) -> Self {
-        Text(Cow::Borrowed(text))
-    }
-}
-
-impl Borrow<str> for Text<'_> {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(text)))
-            }
-            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(text.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
-    }
+fn condition_type(condition: &[u8]) -> std::borrow::Cow<'_, str> {
+    string_of(members(condition).as_deref().and_then(|c| field(c, "type")))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod cache;
 mod discovery;
 mod error;
 mod handlers;
+mod json_text;
 mod keys;
 mod namespaces;
 mod objects;

@@ -2,6 +2,7 @@
 //! The store holds objects without their resourceVersion (the revision is the row's), so every
 //! object served needs one; inserting it into the stored bytes spares decoding and re-encoding.
 
+use crate::json_text::{skip_whitespace, string_end};
 use bytes::Bytes;
 use tugboat_store::Revision;
 
@@ -45,23 +46,6 @@ fn metadata_opening(json: &[u8]) -> Option<usize> {
         at += 1;
     }
     None
-}
-
-/// The offset just after the closing quote of the string whose contents start at `from`.
-fn string_end(json: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    while at < json.len() {
-        match json[at] {
-            b'\\' => at += 2,
-            b'"' => return Some(at + 1),
-            _ => at += 1,
-        }
-    }
-    None
-}
-
-fn skip_whitespace(json: &[u8], from: usize) -> usize {
-    from + json[from.min(json.len())..].iter().take_while(|b| b.is_ascii_whitespace()).count()
 }
 
 #[cfg(test)]
