@@ -29,16 +29,7 @@ impl Member<'_> {
 
 /// The members of the object `text`, in the order written; None when `text` is not an object.
 pub fn members(text: &[u8]) -> Option<Vec<Member<'_>>> {
-    let mut found = Vec::new();
-    let mut at = skip_whitespace(text, 0);
-    if text.get(at) != Some(&b'{') {
-        return None;
-    }
-    at = skip_whitespace(text, at + 1);
-    if text.get(at) == Some(&b'}') {
-        return Some(found);
-    }
-    loop {
+    items(text, b'{', b'}', |at| {
         if text.get(at) != Some(&b'"') {
             return None;
         }
@@ -49,14 +40,8 @@ pub fn members(text: &[u8]) -> Option<Vec<Member<'_>>> {
         }
         let value = skip_whitespace(text, colon + 1);
         let value_end = value_end(text, value)?;
-        found.push(Member { key: &text[at..key_end], value: &text[value..value_end] });
-        at = skip_whitespace(text, value_end);
-        match text.get(at) {
-            Some(b',') => at = skip_whitespace(text, at + 1),
-            Some(b'}') => return Some(found),
-            _ => return None,
-        }
-    }
+        Some((Member { key: &text[at..key_end], value: &text[value..value_end] }, value_end))
+    })
 }
 
 /// The value of the member called `name`.
@@ -66,22 +51,28 @@ pub fn field<'a>(members: &[Member<'a>], name: &str) -> Option<&'a [u8]> {
 
 /// The elements of the array `text`; None when `text` is not an array.
 pub fn elements(text: &[u8]) -> Option<Vec<&[u8]>> {
+    items(text, b'[', b']', |at| value_end(text, at).map(|end| (&text[at..end], end)))
+}
+
+/// The items of the object or array `text` (opened by `open`, closed by `close`), each read by
+/// `item` from its first byte, which answers the item and the offset just after it.
+fn items<T>(text: &[u8], open: u8, close: u8, mut item: impl FnMut(usize) -> Option<(T, usize)>) -> Option<Vec<T>> {
     let mut found = Vec::new();
     let mut at = skip_whitespace(text, 0);
-    if text.get(at) != Some(&b'[') {
+    if text.get(at) != Some(&open) {
         return None;
     }
     at = skip_whitespace(text, at + 1);
-    if text.get(at) == Some(&b']') {
+    if text.get(at) == Some(&close) {
         return Some(found);
     }
     loop {
-        let end = value_end(text, at)?;
-        found.push(&text[at..end]);
+        let (next, end) = item(at)?;
+        found.push(next);
         at = skip_whitespace(text, end);
         match text.get(at) {
             Some(b',') => at = skip_whitespace(text, at + 1),
-            Some(b']') => return Some(found),
+            Some(byte) if *byte == close => return Some(found),
             _ => return None,
         }
     }
