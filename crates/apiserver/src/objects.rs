@@ -95,15 +95,15 @@ impl Objects {
     }
 
     /// Stores `object` (without its resourceVersion) under `key` through `write`, a conditional
-    /// create or update of its encoding. The object comes back either way: with its encoding and
-    /// revision once stored, with the error otherwise.
-    async fn write<F>(object: Value, write: impl FnOnce(Bytes) -> F) -> Result<(Bytes, Revision, Value), (Value, StoreError)>
+    /// create or update of its encoding: its encoding and revision once stored; the object
+    /// comes back with the error otherwise (a create may retry it under another name).
+    async fn write<F>(object: Value, write: impl FnOnce(Bytes) -> F) -> Result<(Bytes, Revision), (Value, StoreError)>
     where
         F: std::future::Future<Output = Result<Revision, StoreError>>,
     {
         let stored = encode(&object);
         match write(stored.clone()).await {
-            Ok(revision) => Ok((stored, revision, object)),
+            Ok(revision) => Ok((stored, revision)),
             Err(error) => Err((object, error)),
         }
     }
@@ -286,7 +286,7 @@ impl Objects {
         for attempt in 0.. {
             let key = keys::object_key(resource, meta::namespace(&object), meta::name(&object));
             match Self::write(object, |stored| self.store.create(&key, stored)).await {
-                Ok((stored, revision, _)) => {
+                Ok((stored, revision)) => {
                     if let Some(allocation) = allocation.take() {
                         // Later allocations must see this object's addresses in the cache.
                         allocation.hold_until_cached(&self.cache, revision).await;
@@ -365,7 +365,7 @@ impl Objects {
             } else {
                 strip_resource_version(&mut next);
                 match Self::write(next, |stored| self.store.update(&key, stored, revision)).await {
-                    Ok((stored, revision, _)) => return Ok(Written::Stored(stored, revision)),
+                    Ok((stored, revision)) => return Ok(Written::Stored(stored, revision)),
                     Err((_, error)) => error,
                 }
             };
