@@ -25,54 +25,84 @@ impl Member<'_> {
             true => Cow::Owned(string(self.key).unwrap_or_default().into_owned().into_bytes()),
         }
     }
+
+    fn is(&self, name: &str) -> bool {
+        *self.name() == *name.as_bytes()
+    }
 }
 
 /// The members of the object `text`, in the order written; None when `text` is not an object.
 pub fn members(text: &[u8]) -> Option<Vec<Member<'_>>> {
-    items(text, b'{', b'}', |at| {
-        if text.get(at) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(text, at + 1)?;
-        let colon = skip_whitespace(text, key_end);
-        if text.get(colon) != Some(&b':') {
-            return None;
-        }
-        let value = skip_whitespace(text, colon + 1);
-        let value_end = value_end(text, value)?;
-        Some((Member { key: &text[at..key_end], value: &text[value..value_end] }, value_end))
-    })
+    let mut found = Vec::new();
+    items(text, b'{', b'}', |at| member_at(text, at), |(member, _)| {
+        found.push(member);
+        true
+    })?;
+    Some(found)
 }
 
 /// The value of the member called `name`.
 pub fn field<'a>(members: &[Member<'a>], name: &str) -> Option<&'a [u8]> {
-    members.iter().find(|m| *m.name() == *name.as_bytes()).map(|m| m.value)
+    members.iter().find(|m| m.is(name)).map(|m| m.value)
+}
+
+/// Where the value of the member called `name` of the object `text` starts; the members after
+/// it are not scanned.
+pub fn field_offset(text: &[u8], name: &str) -> Option<usize> {
+    let mut found = None;
+    items(text, b'{', b'}', |at| member_at(text, at), |(member, value)| {
+        found = member.is(name).then_some(value);
+        found.is_none()
+    })?;
+    found
+}
+
+/// The member whose key starts at `at`, with the offset of its value, and the offset after it.
+fn member_at(text: &[u8], at: usize) -> Option<((Member<'_>, usize), usize)> {
+    if text.get(at) != Some(&b'"') {
+        return None;
+    }
+    let key_end = string_end(text, at + 1)?;
+    let colon = skip_whitespace(text, key_end);
+    if text.get(colon) != Some(&b':') {
+        return None;
+    }
+    let value = skip_whitespace(text, colon + 1);
+    let value_end = value_end(text, value)?;
+    Some(((Member { key: &text[at..key_end], value: &text[value..value_end] }, value), value_end))
 }
 
 /// The elements of the array `text`; None when `text` is not an array.
 pub fn elements(text: &[u8]) -> Option<Vec<&[u8]>> {
-    items(text, b'[', b']', |at| value_end(text, at).map(|end| (&text[at..end], end)))
+    let mut found = Vec::new();
+    items(text, b'[', b']', |at| value_end(text, at).map(|end| (&text[at..end], end)), |element| {
+        found.push(element);
+        true
+    })?;
+    Some(found)
 }
 
-/// The items of the object or array `text` (opened by `open`, closed by `close`), each read by
-/// `item` from its first byte, which answers the item and the offset just after it.
-fn items<T>(text: &[u8], open: u8, close: u8, mut item: impl FnMut(usize) -> Option<(T, usize)>) -> Option<Vec<T>> {
-    let mut found = Vec::new();
+/// Hands the items of the object or array `text` (opened by `open`, closed by `close`) to
+/// `visit` in order, until it answers false. Each is read by `item` from its first byte, which
+/// answers the item and the offset just after it. None when the text scanned is malformed.
+fn items<T>(text: &[u8], open: u8, close: u8, mut item: impl FnMut(usize) -> Option<(T, usize)>, mut visit: impl FnMut(T) -> bool) -> Option<()> {
     let mut at = skip_whitespace(text, 0);
     if text.get(at) != Some(&open) {
         return None;
     }
     at = skip_whitespace(text, at + 1);
     if text.get(at) == Some(&close) {
-        return Some(found);
+        return Some(());
     }
     loop {
         let (next, end) = item(at)?;
-        found.push(next);
+        if !visit(next) {
+            return Some(());
+        }
         at = skip_whitespace(text, end);
         match text.get(at) {
             Some(b',') => at = skip_whitespace(text, at + 1),
-            Some(byte) if *byte == close => return Some(found),
+            Some(byte) if *byte == close => return Some(()),
             _ => return None,
         }
     }
@@ -138,7 +168,7 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
 }
 
 /// The offset just after the closing quote of the string whose contents start at `from`.
-pub fn string_end(text: &[u8], from: usize) -> Option<usize> {
+fn string_end(text: &[u8], from: usize) -> Option<usize> {
     // Byte by byte: nearly every string of an object is a few bytes long, too short for a
     // vectorised search to pay for its setup.
     let mut at = from;
@@ -152,7 +182,7 @@ pub fn string_end(text: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-pub fn skip_whitespace(text: &[u8], from: usize) -> usize {
+fn skip_whitespace(text: &[u8], from: usize) -> usize {
     from + text[from.min(text.len())..].iter().take_while(|b| b.is_ascii_whitespace()).count()
 }
 
@@ -203,6 +233,9 @@ mod tests {
         assert_eq!(field(&found, "b\"c"), Some(&b"-1.5e3"[..]));
         assert_eq!(string(field(&found, "e").unwrap()).as_deref(), Some("\\"));
         assert_eq!(field(&found, "f"), Some(&b"null"[..]));
+        assert_eq!(field_offset(text, "b\"c"), Some(text.len() - br#"-1.5e3,"d":[],"e":"\\","f":null } "#.len()));
+        assert_eq!(field_offset(br#"{"a":1,"b":2,"#, "b"), Some(11), "the scan stops at the member asked for");
+        assert_eq!(field_offset(text, "g"), None);
         assert_eq!(elements(br#"[1, "a,b", {"c": [2]}, []]"#).unwrap(), [&b"1"[..], br#""a,b""#, br#"{"c": [2]}"#, b"[]"]);
         assert_eq!(members(b"{}").unwrap(), []);
         assert_eq!(elements(b"[ ]").unwrap(), Vec::<&[u8]>::new());

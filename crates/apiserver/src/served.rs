@@ -2,7 +2,7 @@
 //! The store holds objects without their resourceVersion (the revision is the row's), so every
 //! object served needs one; inserting it into the stored bytes spares decoding and re-encoding.
 
-use crate::json_text::{skip_whitespace, string_end};
+use crate::json_text;
 use bytes::Bytes;
 use tugboat_store::Revision;
 
@@ -22,30 +22,8 @@ pub fn with_resource_version(stored: &[u8], revision: Revision) -> Option<Bytes>
 
 /// The offset just after the `{` that opens the value of the top-level key `metadata`.
 fn metadata_opening(json: &[u8]) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut at = 0;
-    while at < json.len() {
-        match json[at] {
-            b'"' => {
-                let start = at + 1;
-                at = string_end(json, start)?;
-                // At depth 1 a string followed by ':' is a key of the top-level object.
-                if depth == 1 && &json[start..at - 1] == b"metadata" {
-                    let colon = skip_whitespace(json, at);
-                    if json.get(colon) == Some(&b':') {
-                        let value = skip_whitespace(json, colon + 1);
-                        return (json.get(value) == Some(&b'{')).then_some(value + 1);
-                    }
-                }
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.checked_sub(1)?,
-            _ => {}
-        }
-        at += 1;
-    }
-    None
+    let value = json_text::field_offset(json, "metadata")?;
+    (json[value] == b'{').then_some(value + 1)
 }
 
 #[cfg(test)]
